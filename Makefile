@@ -1,0 +1,44 @@
+# omost-serve developer commands. `make run` starts the system, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PACKAGES := shared/pyproject.toml services/llm/pyproject.toml services/renderer/pyproject.toml
+PYTEST_ARGS ?=
+
+.PHONY: install test lint format run bench clean
+
+$(STAMP): $(PACKAGES) requirements-dev.txt requirements-assets.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned, so nothing below pulls a multi-GB CUDA build on a CPU machine.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e shared -e services/llm -e services/renderer -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
+	@touch $@
+
+install: $(STAMP)
+
+test: install
+	@scripts/ensure-redis.sh
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+run: install
+	@scripts/ensure-redis.sh
+	$(BIN)/python -m omost_llm.local_stack
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
