@@ -7,6 +7,7 @@ happens in ``process()``.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -93,7 +94,16 @@ class Canvas(BaseModel):
         """
         from omost_schema.code_parser import parse_code
 
-        return parse_code(text, strict=strict).canvas
+        result = parse_code(text, strict=strict)
+        for correction in result.corrections:
+            logging.getLogger(__name__).warning(
+                "corrected Omost code at line %s: %s %r -> %r",
+                correction.line,
+                correction.kind,
+                correction.original,
+                correction.corrected,
+            )
+        return result.canvas
 
     def to_code(self) -> str:
         """Print the canvas as Omost code, keyword arguments as the models write them."""

@@ -81,9 +81,7 @@ def region_rect(location: Location, offset: Offset, area: Area) -> Rect:
     dx, dy = _OFFSETS[offset]
     w, h = _AREA_SIZES[area]
     cx, cy = x + dx, y + dy
-    return Rect(
-        _clamp(cy - h // 2), _clamp(cy + h // 2), _clamp(cx - w // 2), _clamp(cx + w // 2)
-    )
+    return Rect(_clamp(cy - h // 2), _clamp(cy + h // 2), _clamp(cx - w // 2), _clamp(cx + w // 2))
 
 
 def pixel_rect(rect: Rect, width: int, height: int) -> Rect:

@@ -17,3 +17,6 @@ MAX_LOCAL_DESCRIPTIONS = 24
 MAX_DISTANCE_TO_VIEWER = 1.0e6
 #: Characters of Omost code (or a whole model answer) accepted by the parser.
 MAX_CODE_CHARS = 400_000
+#: Bracket nesting accepted in Omost code (a canvas needs 2: a call holding a list). Checked before
+#: Python's parser runs, which can exhaust its stack on deep nesting.
+MAX_CODE_NESTING = 8

@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from omost_schema.geometry import GRID_SIZE, pixel_rect
 from omost_schema.conditions import clean_subprompt, sorted_locals
+from omost_schema.geometry import GRID_SIZE, pixel_rect
 
 if TYPE_CHECKING:
     from omost_schema.canvas import Canvas
