@@ -1,0 +1,219 @@
+"""Regional cross-attention as a diffusers attention processor (no patching of library classes).
+
+The pipeline installs :class:`RegionalAttnProcessor` on every cross-attention layer of the UNet
+with ``unet.set_attn_processor`` for the length of one denoising run, then puts the previous
+processors back. Self-attention keeps diffusers' standard processor. Each layer recovers its
+feature-map height and width from its sequence length and the latent's shape, so nothing has to be
+threaded through the UNet's forward.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers.models.attention_processor import (
+    Attention,
+    AttnProcessor2_0,
+    XFormersAttnProcessor,
+)
+
+from omost_renderer.attention import (
+    masked_scaled_attention,
+    region_allowed,
+    region_key_scale,
+    resize_masks,
+)
+
+
+def layer_size(sequence_length: int, latent_height: int, latent_width: int) -> tuple[int, int]:
+    """Height and width of a UNet feature map with ``sequence_length`` pixels.
+
+    SDXL halves the latent with stride-2 convolutions (padding 1, so odd sides round up); the
+    layer's map is the latent shrunk by the first power of two whose area matches.
+
+    Args:
+        sequence_length: Number of query tokens of the layer (H * W).
+        latent_height: Rows of the latent.
+        latent_width: Columns of the latent.
+
+    Returns:
+        ``(H, W)``.
+
+    Raises:
+        ValueError: When no power-of-two reduction of the latent has that many pixels.
+    """
+    height, width = latent_height, latent_width
+    while height * width > sequence_length and (height, width) != (1, 1):
+        height, width = -(-height // 2), -(-width // 2)
+    if height * width == sequence_length:
+        return height, width
+    raise ValueError(
+        f"no reduction of a {latent_height}x{latent_width} latent has {sequence_length} pixels"
+    )
+
+
+@dataclass
+class RegionalContext:
+    """What the regional processors need for one denoising run.
+
+    The UNet batch is ``groups * repeats`` rows: each conditioning group (negative, positive) is
+    repeated once per image, in that order (``[neg] * k + [pos] * k``).
+
+    Attributes:
+        token_region: int64 (groups, L): region of each key token, -1 for padding.
+        masks: float (R, 90, 90): every region of every group.
+        latent_height: Rows of the latent being denoised.
+        latent_width: Columns of the latent being denoised.
+        repeats: Rows of the batch per group (the number of images).
+    """
+
+    token_region: torch.Tensor
+    masks: torch.Tensor
+    latent_height: int
+    latent_width: int
+    repeats: int = 1
+    _cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    def for_layer(self, sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key scales (B, L) and boolean mask (B, N, L) of a layer with ``sequence_length`` pixels.
+
+        Computed once per resolution and kept for every later step.
+        """
+        cached = self._cache.get(sequence_length)
+        if cached is None:
+            height, width = layer_size(sequence_length, self.latent_height, self.latent_width)
+            masks = resize_masks(self.masks, height, width)
+            scale = region_key_scale(masks, self.token_region)
+            allowed = region_allowed(masks, self.token_region)
+            cached = (
+                scale.repeat_interleave(self.repeats, dim=0),
+                allowed.repeat_interleave(self.repeats, dim=0),
+            )
+            self._cache[sequence_length] = cached
+        return cached
+
+
+class RegionalAttnProcessor:
+    """Cross-attention processor applying Omost's regional attention.
+
+    Args:
+        context: The run's regions; shared by every cross-attention layer of the UNet.
+    """
+
+    def __init__(self, context: RegionalContext) -> None:
+        self.context = context
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run one cross-attention layer: (B, N, C) image tokens attend to (B, L, D) text tokens."""
+        if encoder_hidden_states is None:
+            raise ValueError("RegionalAttnProcessor is for cross-attention layers only")
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channels, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+        batch, sequence_length, _ = hidden_states.shape
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        if attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        scale, allowed = self.context.for_layer(sequence_length)
+        out = masked_scaled_attention(
+            query, key, value, scale.to(query.device), allowed.to(query.device)
+        )
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        out = attn.to_out[0](out)
+        out = attn.to_out[1](out)
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(batch, channels, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        result: torch.Tensor = out / attn.rescale_output_factor
+        return result
+
+
+def self_attention_processor(device: torch.device) -> Any:
+    """Diffusers' standard processor for self-attention: xformers on CUDA when installed, else SDPA.
+
+    Args:
+        device: Where the UNet runs.
+
+    Returns:
+        An ``XFormersAttnProcessor`` or an ``AttnProcessor2_0``.
+    """
+    if device.type == "cuda" and importlib.util.find_spec("xformers") is not None:
+        return XFormersAttnProcessor()
+    return AttnProcessor2_0()
+
+
+def regional_processors(
+    processor_names: Iterator[str] | list[str], context: RegionalContext, device: torch.device
+) -> dict[str, Any]:
+    """Processor map for ``unet.set_attn_processor``: regional on ``attn2``, standard elsewhere.
+
+    In diffusers' transformer blocks ``attn1`` is self-attention and ``attn2`` cross-attention.
+
+    Args:
+        processor_names: Keys of ``unet.attn_processors``.
+        context: The run's regions.
+        device: Where the UNet runs.
+
+    Returns:
+        One processor per name.
+    """
+    regional = RegionalAttnProcessor(context)
+    plain = self_attention_processor(device)
+    return {
+        name: regional if name.endswith("attn2.processor") else plain for name in processor_names
+    }
+
+
+@contextmanager
+def regional_attention_installed(
+    unet: Any, context: RegionalContext
+) -> Iterator[RegionalAttnProcessor]:
+    """Install regional processors on ``unet`` for the ``with`` block, then restore the old ones.
+
+    Args:
+        unet: A diffusers ``UNet2DConditionModel``.
+        context: The run's regions.
+
+    Yields:
+        The regional processor (shared by every cross-attention layer).
+    """
+    previous = dict(unet.attn_processors)
+    processors = regional_processors(list(previous), context, unet.device)
+    regional = next(p for p in processors.values() if isinstance(p, RegionalAttnProcessor))
+    # set_attn_processor consumes the dict it is given: hand it copies.
+    unet.set_attn_processor(dict(processors))
+    try:
+        yield regional
+    finally:
+        unet.set_attn_processor(dict(previous))

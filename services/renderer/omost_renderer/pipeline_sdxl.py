@@ -1,0 +1,293 @@
+"""Omost's regional-attention SDXL renderer as one readable pipeline.
+
+``OmostSDXLPipeline.render`` turns a ``Canvas`` into images in numbered steps:
+
+1. check the inputs;
+2. encode the canvas's regions and the negative prompt (``encoding``);
+3. prepare the starting latents: noise from CPU generators (so a seed gives the same image on
+   any device), optionally on top of the VAE-encoded colour sketch;
+4. denoise with DPM++ 2M on Omost's Karras schedule (``sampling``), positive and negative in one
+   UNet call per step, cross-attention regional (``attention_processor``);
+5. optionally the hires fix: decode, LANCZOS upscale, encode, denoise again at partial strength;
+6. decode with the VAE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omost_schema import Canvas
+from PIL import Image
+
+from omost_renderer.attention_processor import RegionalContext, regional_attention_installed
+from omost_renderer.cfg_batch import GuidanceBatch, single_context, stack_for_guidance
+from omost_renderer.encoding import EncodedPrompt, TextEncoders, encode_plain, encode_regions
+from omost_renderer.preview import latent_preview
+from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.sampling import (
+    omost_sigmas,
+    sample_dpmpp_2m,
+    sigma_to_timestep,
+    training_sigmas,
+)
+
+SAMPLER_NAME = "DPM++ 2M Karras"
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Maps sampler steps of one phase onto the render's overall step count."""
+
+    on_step: StepCallback | None
+    offset: int
+    total: int
+    preview_every: int
+
+    def __call__(self, index: int, latents: torch.Tensor) -> None:
+        if self.on_step is None:
+            return
+        step = self.offset + index + 1
+        show = step % self.preview_every == 0 or step == self.total
+        self.on_step(step, self.total, latent_preview(latents[0]) if show else None)
+
+
+class OmostSDXLPipeline:
+    """SDXL with Omost's regional prompts; implements ``CanvasRenderer``.
+
+    Args:
+        unet: A diffusers ``UNet2DConditionModel`` (SDXL layout, ``text_time`` conditioning).
+        vae: A diffusers ``AutoencoderKL``; keep it in float32 (or an fp16-fixed VAE) so decoding
+            does not overflow.
+        encoders: The two tokenizers and text encoders.
+        model_name: Reported in each image's metadata.
+        preview_every: A preview image every this many steps (and at the last).
+        batched_guidance: One UNet call per step for negative and positive (default). ``False``
+            runs them separately, as Omost does (same result, slower).
+    """
+
+    def __init__(
+        self,
+        unet: Any,
+        vae: Any,
+        encoders: TextEncoders,
+        *,
+        model_name: str = "sdxl",
+        preview_every: int = 5,
+        batched_guidance: bool = True,
+    ) -> None:
+        self.unet = unet
+        self.vae = vae
+        self.encoders = encoders
+        self.model_name = model_name
+        self.preview_every = preview_every
+        self.batched_guidance = batched_guidance
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._train_sigmas = training_sigmas()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the UNet runs."""
+        return self.unet.device  # type: ignore[no-any-return]
+
+    # -- 1. inputs ---------------------------------------------------------------------------
+    def check_inputs(self, params: RenderParams) -> None:
+        """Refuse sizes the VAE and UNet cannot divide evenly.
+
+        Raises:
+            ValueError: When width or height is not a multiple of the latent grid.
+        """
+        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        for side in (params.width, params.height):
+            if side % multiple:
+                raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+
+    # -- 3. latents ----------------------------------------------------------------------------
+    def _noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        shape = (1, self.unet.config.in_channels, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)  # fmt: skip
+        # CPU generators: the same seed gives the same noise on every device.
+        noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+        return torch.cat(noise).to(self.device)
+
+    @torch.inference_mode()
+    def encode_image(self, images: list[Image.Image]) -> torch.Tensor:
+        """VAE-encode RGB images to scaled latents (the distribution's mode, as Omost does).
+
+        Args:
+            images: Same-size RGB images.
+
+        Returns:
+            float32 (len(images), 4, h/8, w/8).
+        """
+        pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
+        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
+        tensor = tensor.to(device=self.vae.device, dtype=self.vae.dtype)
+        latents = self.vae.encode(tensor).latent_dist.mode()
+        return (latents * self.vae.config.scaling_factor).float().to(self.device)
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        """Decode scaled latents to RGB images."""
+        latents = (latents / self.vae.config.scaling_factor).to(self.vae.device, self.vae.dtype)
+        pixels = self.vae.decode(latents).sample.float().clamp(-1, 1)
+        array = ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+
+    # -- 4. denoising --------------------------------------------------------------------------
+    def _unet_eps(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor,
+        time_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Eps prediction of the UNet at noise level ``sigma`` (k-diffusion input scaling)."""
+        dtype = self.unet.dtype
+        x_in = (x / (sigma**2 + 1) ** 0.5).to(dtype)
+        timestep = sigma_to_timestep(sigma, self._train_sigmas).to(self.device)
+        added = {"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)}
+        out = self.unet(x_in, timestep, encoder_hidden_states=embeds.to(dtype),
+                        added_cond_kwargs=added, return_dict=False)[0]  # fmt: skip
+        return out.float()  # type: ignore[no-any-return]
+
+    def _time_ids(self, height: int, width: int, rows: int) -> torch.Tensor:
+        # SDXL micro-conditioning: original size, crop (0, 0), target size.
+        ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+        return ids.repeat(rows, 1).to(self.device)
+
+    @torch.inference_mode()
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        negative: EncodedPrompt,
+        positive: EncodedPrompt,
+        cfg: float,
+        pixel_size: tuple[int, int],
+        progress: _Progress | None = None,
+    ) -> torch.Tensor:
+        """Run the sampler from ``latents`` (already noised to ``sigmas[0]``).
+
+        Args:
+            latents: float32 (k, 4, h, w).
+            sigmas: Descending noise levels ending with 0.
+            negative: The negative conditioning.
+            positive: The canvas's regional conditioning.
+            cfg: Guidance scale.
+            pixel_size: ``(height, width)`` of the image, for SDXL's time ids.
+            progress: Reports each step.
+
+        Returns:
+            The denoised latents, float32 (k, 4, h, w).
+        """
+        k, _, lat_h, lat_w = latents.shape
+        time_ids = self._time_ids(*pixel_size, rows=2 * k)
+        if self.batched_guidance:
+            batch = stack_for_guidance(negative, positive, k)
+            batch = GuidanceBatch(batch.embeds.to(self.device), batch.pooled.to(self.device),
+                                  batch.token_region, batch.masks, k)  # fmt: skip
+            with regional_attention_installed(self.unet, batch.context(lat_h, lat_w)):
+
+                def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                    eps = self._unet_eps(torch.cat([x, x]), sigma, batch.embeds, batch.pooled,
+                                         time_ids)  # fmt: skip
+                    eps_neg, eps_pos = eps.chunk(2)
+                    return x - (eps_neg + cfg * (eps_pos - eps_neg)) * sigma
+
+                return sample_dpmpp_2m(denoiser, latents, sigmas, progress)
+
+        contexts = [single_context(p, lat_h, lat_w, k) for p in (negative, positive)]
+
+        def separate(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            eps = [self._conditioned_eps(x, sigma, p, c, time_ids[:k])
+                   for p, c in zip((negative, positive), contexts, strict=True)]  # fmt: skip
+            return x - (eps[0] + cfg * (eps[1] - eps[0])) * sigma
+
+        return sample_dpmpp_2m(separate, latents, sigmas, progress)
+
+    def _conditioned_eps(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        prompt: EncodedPrompt,
+        context: RegionalContext,
+        time_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        k = x.shape[0]
+        embeds = prompt.embeds.to(self.device).repeat(k, 1, 1)
+        pooled = prompt.pooled.to(self.device).repeat(k, 1)
+        with regional_attention_installed(self.unet, context):
+            return self._unet_eps(x, sigma, embeds, pooled, time_ids)
+
+    # -- the whole render ----------------------------------------------------------------------
+    def render(
+        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+    ) -> list[RenderedImage]:
+        """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
+
+        Args:
+            canvas: A validated canvas.
+            params: Size, steps, guidance, seed, hires fix and sketch start.
+            on_step: Called after every denoising step with an occasional preview; an exception
+                it raises stops the render and propagates.
+
+        Returns:
+            One image per seed, with the parameters that reproduce it.
+        """
+        # 1. inputs
+        self.check_inputs(params)
+        hires = params.hires_scale > 1.0
+        total = params.steps + (params.hires_steps if hires else 0)
+        seeds = [params.seed + i for i in range(params.num_images)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+        # 2. text
+        processed = canvas.process()
+        positive = encode_regions(self.encoders, processed.conditions)
+        negative = encode_plain(self.encoders, params.negative_prompt)
+
+        # 3. starting latents
+        height, width = params.height, params.width
+        strength = params.sketch_strength or 1.0
+        sigmas = omost_sigmas(params.steps, strength).to(self.device)
+        latents = self._noise(generators, height, width) * sigmas[0].float()
+        if params.sketch_strength is not None:
+            sketch = Image.fromarray(processed.initial_image).resize((width, height), Image.NEAREST)
+            latents = latents + self.encode_image([sketch] * params.num_images)
+
+        # 4. denoise
+        progress = _Progress(on_step, 0, total, self.preview_every)
+        latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
+                               (height, width), progress)  # fmt: skip
+
+        # 5. hires fix
+        if hires:
+            height = int(params.height * params.hires_scale // 64 * 64)
+            width = int(params.width * params.hires_scale // 64 * 64)
+            upscaled = [im.resize((width, height), Image.LANCZOS) for im in self.decode(latents)]
+            sigmas = omost_sigmas(params.hires_steps, params.hires_denoise).to(self.device)
+            noise = self._noise(generators, height, width)
+            latents = self.encode_image(upscaled) + noise * sigmas[0].float()
+            progress = _Progress(on_step, params.steps, total, self.preview_every)
+            latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
+                                   (height, width), progress)  # fmt: skip
+
+        # 6. decode
+        images = self.decode(latents)
+        meta = self._metadata(params, width, height)
+        return [RenderedImage(image=im, seed=s, metadata={**meta, "seed": s})
+                for im, s in zip(images, seeds, strict=True)]  # fmt: skip
+
+    def _metadata(self, params: RenderParams, width: int, height: int) -> dict[str, object]:
+        return {
+            **params.model_dump(),
+            "model": self.model_name,
+            "sampler": SAMPLER_NAME,
+            "output_width": width,
+            "output_height": height,
+            "guidance": "batched" if self.batched_guidance else "separate",
+        }
