@@ -1,0 +1,130 @@
+"""``POST /v1/images/generations``: OpenAI's Images API on top of the LLM and the render queue.
+
+The prompt goes to the LLM service (``POST /v1/canvases``), which answers with a canvas; the
+canvas is queued as a render, and the answer waits for it (up to ``images_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Literal
+
+import anyio
+import httpx
+from fastapi import APIRouter, Depends, Request
+from omost_schema import Canvas
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from omost_renderer.api.state import ServiceState, get_state
+from omost_renderer.errors import (
+    InvalidRequestError,
+    RenderFailedError,
+    RenderTimeoutError,
+    UpstreamError,
+)
+from omost_renderer.jobs import JobRequest, JobStatus, images_of
+from omost_renderer.rendering import MAX_IMAGES, MAX_SIDE, RenderParams
+
+router = APIRouter(prefix="/v1/images")
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+class ImageGenerationRequest(BaseModel):
+    """OpenAI's ``images.generate`` body; fields we cannot honour (quality, style) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: Annotated[str, Field(min_length=1, max_length=4000)]
+    model: str | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
+    size: str = "1024x1024"
+    response_format: Literal["url", "b64_json"] = "url"
+    user: str | None = None
+
+
+class ImageData(BaseModel):
+    """One generated image."""
+
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(BaseModel):
+    """OpenAI's ``ImagesResponse``."""
+
+    created: int
+    data: list[ImageData]
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in size.lower().split("x"))
+    except ValueError:
+        raise InvalidRequestError("size must look like 1024x1024", param="size") from None
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE) or width % 64 or height % 64:
+        raise InvalidRequestError(
+            f"width and height must be multiples of 64 within 64..{MAX_SIDE}", param="size"
+        )
+    return width, height
+
+
+async def _compose(state: ServiceState, prompt: str) -> Canvas:
+    """Ask the LLM service for a canvas."""
+    try:
+        response = await state.http.post("/v1/canvases", json={"prompt": prompt})
+    except httpx.HTTPError as error:
+        raise UpstreamError(f"the LLM service is unreachable: {error}") from error
+    if response.status_code != 200:
+        raise UpstreamError(f"the LLM service answered {response.status_code}: {response.text}")
+    try:
+        return Canvas.model_validate(response.json()["canvas"])
+    except (KeyError, ValueError, ValidationError) as error:
+        raise UpstreamError(f"the LLM service answered without a valid canvas: {error}") from error
+
+
+async def _wait(state: ServiceState, job_id: str) -> dict[str, str]:
+    """Follow the job's events until it is final; cancel it on timeout."""
+    after = "0-0"
+    with anyio.move_on_after(state.settings.images_timeout_s):
+        while True:
+            fields = await state.queue.get(job_id)
+            if fields is not None and JobStatus(fields["status"]).is_final:
+                return fields
+            for event in await state.queue.events(job_id, after, 1000):
+                after = event.id
+    await state.queue.cancel(job_id)
+    raise RenderTimeoutError(f"render {job_id} did not finish in time; it was canceled")
+
+
+@router.post("/generations")
+async def generate_images(
+    body: ImageGenerationRequest, request: Request, state: State
+) -> ImagesResponse:
+    """Compose a canvas for the prompt, render it and answer like OpenAI's Images API."""
+    width, height = _parse_size(body.size)
+    canvas = await _compose(state, body.prompt)
+    params = RenderParams(
+        width=width, height=height, num_images=body.n, steps=state.settings.images_steps
+    )
+    submission = await state.queue.submit(JobRequest(canvas=canvas, params=params))
+    fields = await _wait(state, submission.job_id)
+    if fields["status"] != JobStatus.SUCCEEDED:
+        message = fields.get("error_message") or f"render {fields['status']}"
+        raise RenderFailedError(message, code=fields.get("error_code") or "render_failed")
+    data: list[ImageData] = []
+    for image in images_of(fields):
+        revised = canvas.global_description.description
+        if body.response_format == "url":
+            url = str(request.url_for("get_image", job_id=submission.job_id, n=str(image.n)))
+            data.append(ImageData(url=url, revised_prompt=revised))
+            continue
+        png = await anyio.to_thread.run_sync(state.store.get, image.key)
+        if png is None:
+            raise RenderFailedError(f"result image {image.n} of {submission.job_id} is missing")
+        data.append(
+            ImageData(b64_json=base64.b64encode(png).decode("ascii"), revised_prompt=revised)
+        )
+    return ImagesResponse(created=int(time.time()), data=data)

@@ -1,0 +1,75 @@
+"""``omost-renderer``: ``api --host H --port P`` serves the API; ``worker [--check]`` runs jobs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import cast
+
+from omost_renderer.config import Settings
+from omost_renderer.rendering import CanvasRenderer
+
+
+def build_renderer(settings: Settings) -> CanvasRenderer:
+    """Load the pipeline the settings name, once: a factory, the tiny CPU pipeline, or a model."""
+    if settings.factory:
+        module_name, _, attribute = settings.factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attribute)
+        return cast(CanvasRenderer, factory())
+    if settings.model == "tiny":
+        tiny = importlib.import_module("omost_renderer.tiny")
+        return cast(CanvasRenderer, tiny.build_tiny_renderer())
+    loading = importlib.import_module("omost_renderer.loading")
+    return cast(
+        CanvasRenderer, loading.load_renderer(settings.model, settings.device, settings.dtype)
+    )
+
+
+def _run_api(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from omost_renderer.api import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def _run_worker(settings: Settings, check: bool) -> int:
+    from omost_renderer.storage import build_store
+    from omost_renderer.worker import Worker, check_health, connect
+
+    if check:
+        return 0 if check_health(settings) else 1
+    renderer = build_renderer(settings)
+    redis = connect(settings)
+    try:
+        Worker(settings, renderer, redis, build_store(settings)).run()
+    finally:
+        redis.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, build the settings from the environment, and run."""
+    parser = argparse.ArgumentParser(prog="omost-renderer")
+    commands = parser.add_subparsers(dest="command", required=True)
+    api = commands.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8100)
+    worker = commands.add_parser("worker", help="run render jobs from the queue")
+    worker.add_argument(
+        "--check", action="store_true", help="exit 0 if a worker is alive (a probe), 1 if not"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    if args.command == "api":
+        return _run_api(settings, args.host, args.port)
+    return _run_worker(settings, args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Settings of the renderer service, read once from the environment at start-up and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the API and the worker: env ``OMOST_RENDERER_*`` and ``OMOST_REDIS_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="OMOST_RENDERER_", extra="ignore")
+
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        validation_alias=AliasChoices("OMOST_REDIS_URL", "redis_url"),
+        description="Redis holding the job stream, job hashes and events.",
+    )
+    model: str = Field(
+        default="tiny",
+        description="Pipeline to load: a hub id, a local folder, a .safetensors file, or `tiny`.",
+    )
+    factory: str | None = Field(
+        default=None,
+        description="`module:callable` returning a CanvasRenderer; overrides `model` when set.",
+    )
+    device: str = Field(default="cuda", description="Torch device of the pipeline.")
+    dtype: str = Field(default="float16", description="Torch dtype of the pipeline weights.")
+    worker_name: str | None = Field(
+        default=None, description="Consumer name of this worker; `<host>-<pid>` when unset."
+    )
+    reclaim_after_s: float = Field(
+        default=60.0, gt=0, description="Idle time after which another worker takes over a job."
+    )
+    heartbeat_s: float | None = Field(
+        default=None, gt=0, description="Heartbeat period; a quarter of `reclaim_after_s` if unset."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Attempts before a job is dead-lettered."
+    )
+    max_backlog: int = Field(
+        default=1000, ge=1, description="Queued plus running jobs above which submits get 503."
+    )
+    retry_after_s: int = Field(default=5, ge=1, description="`Retry-After` of a 503 answer.")
+    job_ttl_s: int = Field(
+        default=24 * 3600, ge=1, description="How long a finished job and its results are kept."
+    )
+    idempotency_ttl_s: int = Field(
+        default=24 * 3600, ge=1, description="How long an `Idempotency-Key` maps to its job."
+    )
+    results_dir: Path = Field(default=Path("results"), description="Folder of result images.")
+    storage: Literal["file", "s3"] = Field(default="file", description="Where results are kept.")
+    s3_bucket: str | None = Field(default=None, description="Bucket of the S3-compatible store.")
+    s3_endpoint_url: str | None = Field(default=None, description="Endpoint of the S3 store.")
+    s3_access_key_id: SecretStr | None = Field(default=None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    preview_every: int = Field(
+        default=5, ge=0, description="Send a preview image every this many steps (0: never)."
+    )
+    preview_size: int = Field(default=96, ge=16, le=512, description="Longest preview side.")
+    block_ms: int = Field(
+        default=1000, ge=10, description="How long a worker blocks reading the stream."
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, time to finish the job before releasing it."
+    )
+    llm_url: str = Field(
+        default="http://localhost:8000", description="Base URL of the LLM service (`omost-llm`)."
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one LLM call.")
+    images_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long `/v1/images/generations` waits for a render."
+    )
+    images_steps: int = Field(
+        default=25, ge=1, le=100, description="Steps of renders made by `/v1/images/generations`."
+    )
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """The heartbeat period: explicit, or a quarter of the reclaim time."""
+        return self.heartbeat_s if self.heartbeat_s is not None else self.reclaim_after_s / 4

@@ -1,0 +1,51 @@
+"""Every Redis key, stream name and time-to-live of the renderer job service, in one place.
+
+Keys are shaped ``omost:render:<kind>[:<id>]`` so one Redis can be shared with other services.
+"""
+
+#: The job stream: one entry ``{job: <id>}`` per queued attempt; entries are deleted once acked.
+STREAM_KEY = "omost:render:stream"
+#: The single consumer group every worker reads the job stream with.
+GROUP_NAME = "omost-render-workers"
+#: Jobs that could not be completed within their attempts (never trimmed by the service).
+DEAD_LETTER_KEY = "omost:render:dead"
+#: Job hash: status, attempt, progress, request and result of one job.
+JOB_KEY_PREFIX = "omost:render:job:"
+#: Per-job stream of status and progress events (what Server-Sent Events replay).
+EVENTS_KEY_PREFIX = "omost:render:events:"
+#: ``SET NX`` key that maps a client's ``Idempotency-Key`` to the job it created.
+IDEMPOTENCY_KEY_PREFIX = "omost:render:idempotency:"
+#: Worker health key, refreshed by every heartbeat; ``omost-renderer worker --check`` reads it.
+WORKER_HEALTH_KEY_PREFIX = "omost:render:worker:"
+#: Hash of counters the workers keep for ``/metrics`` (histogram buckets, redeliveries).
+METRICS_KEY = "omost:render:metrics"
+
+#: A worker health key lives this many heartbeats, so one missed beat does not fail a probe.
+HEALTH_TTL_HEARTBEATS = 3
+#: Seconds an idempotency key is remembered by default.
+DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
+
+#: Histogram bucket upper bounds (seconds) for the time from enqueue to start.
+WAIT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: Histogram bucket upper bounds (seconds) for the time from start to finish.
+RUN_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+def job_key(job_id: str) -> str:
+    """Return the hash key of a job."""
+    return f"{JOB_KEY_PREFIX}{job_id}"
+
+
+def events_key(job_id: str) -> str:
+    """Return the event stream key of a job."""
+    return f"{EVENTS_KEY_PREFIX}{job_id}"
+
+
+def idempotency_key(client_key: str) -> str:
+    """Return the Redis key remembering a client's idempotency key."""
+    return f"{IDEMPOTENCY_KEY_PREFIX}{client_key}"
+
+
+def worker_health_key(worker_name: str) -> str:
+    """Return the health key of a worker."""
+    return f"{WORKER_HEALTH_KEY_PREFIX}{worker_name}"

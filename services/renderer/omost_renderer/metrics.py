@@ -1,0 +1,82 @@
+"""Prometheus exposition of the queue: gauges read from Redis, histograms the workers keep there.
+
+Workers are separate processes, so they keep their counters in a Redis hash; the API turns that
+hash into metrics on each scrape, in a registry built for the scrape (no global registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from omost_renderer import constants
+from omost_renderer.job_queue import QueueStats
+
+
+def _histogram(
+    name: str, documentation: str, counters: dict[str, str], buckets: tuple[float, ...]
+) -> HistogramMetricFamily:
+    cumulative = 0
+    rows: list[tuple[str, float]] = []
+    for bound in buckets:
+        cumulative += int(counters.get(f"{name}:bucket:{bound!r}", "0"))
+        rows.append((repr(bound), float(cumulative)))
+    count = int(counters.get(f"{name}:count", "0"))
+    rows.append(("+Inf", float(count)))
+    return HistogramMetricFamily(
+        f"omost_render_{name}_seconds",
+        documentation,
+        buckets=rows,
+        sum_value=float(counters.get(f"{name}:sum", "0")),
+    )
+
+
+class _QueueCollector(Collector):
+    def __init__(self, stats: QueueStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield GaugeMetricFamily(
+            "omost_render_queue_depth", "Jobs queued or running (stream length).", stats.depth
+        )
+        yield GaugeMetricFamily(
+            "omost_render_pending",
+            "Entries delivered to a worker and not yet acked.",
+            stats.pending,
+        )
+        yield GaugeMetricFamily(
+            "omost_render_dead_letters", "Entries in the dead-letter stream.", stats.dead_letters
+        )
+        yield GaugeMetricFamily(
+            "omost_render_workers", "Workers with a live health key.", stats.workers
+        )
+        yield CounterMetricFamily(
+            "omost_render_redeliveries",
+            "Jobs taken over from a worker that stopped heartbeating.",
+            float(stats.counters.get("redeliveries", "0")),
+        )
+        yield _histogram(
+            "wait",
+            "Time from enqueue to the start of an attempt.",
+            stats.counters,
+            constants.WAIT_BUCKETS_S,
+        )
+        yield _histogram(
+            "run", "Time from start to end of an attempt.", stats.counters, constants.RUN_BUCKETS_S
+        )
+
+
+def render_metrics(stats: QueueStats) -> bytes:
+    """Return the Prometheus text exposition of ``stats``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_QueueCollector(stats))
+    return generate_latest(registry)

@@ -1,0 +1,165 @@
+"""Where result images live: files written atomically under a folder, or an S3-compatible store.
+
+Keys look like ``<job id>/<attempt>/<n>.png``: each attempt writes its own files, so a stale
+attempt can never overwrite the images of the attempt that won.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from omost_renderer.config import Settings
+
+
+def image_key(job_id: str, attempt: int, n: int) -> str:
+    """Return the storage key of result image ``n`` of one attempt of a job."""
+    return f"{job_id}/{attempt}/{n}.png"
+
+
+class ResultStore(Protocol):
+    """A place for result images (blocking calls; the API runs them in a thread)."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, atomically: readers see all of it or nothing."""
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        """Return the bytes under ``key``, or ``None`` when there are none."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with ``prefix`` (a job or an attempt)."""
+        ...
+
+    def cleanup(self, older_than_s: float) -> int:
+        """Delete results older than ``older_than_s`` seconds; return how many jobs went."""
+        ...
+
+
+class FileResultStore:
+    """Results as files under one folder; writes go to a temporary file, then ``os.replace``."""
+
+    def __init__(self, root: Path) -> None:
+        """Use ``root`` (created when missing) as the results folder."""
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        # Keys come from job ids we generate, but never let one escape the folder.
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"storage key outside the results folder: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write the file atomically (temporary file in the same folder, fsync, rename)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+
+    def get(self, key: str) -> bytes | None:
+        """Read the file, or ``None`` when it does not exist."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete the folder of a job (``<id>``) or of one attempt (``<id>/<attempt>``)."""
+        shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+
+    def cleanup(self, older_than_s: float) -> int:
+        """Delete job folders not modified for ``older_than_s`` seconds."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for job_dir in self.root.iterdir():
+            if job_dir.is_dir() and job_dir.stat().st_mtime < cutoff:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+class S3ResultStore:
+    """Results in an S3-compatible bucket (``pip install omost-renderer[s3]``).
+
+    Expiry is best left to the bucket's lifecycle rules; ``cleanup`` also deletes old objects.
+    """
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        """Use a boto3 S3 ``client`` and a ``bucket`` name."""
+        self.client = client
+        self.bucket = bucket
+
+    def put(self, key: str, data: bytes) -> None:
+        """Upload the object (a single PUT is atomic in S3)."""
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="image/png")
+
+    def get(self, key: str) -> bytes | None:
+        """Download the object, or ``None`` when it does not exist."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        body: bytes = response["Body"].read()
+        return body
+
+    def _keys(self, prefix: str) -> list[tuple[str, float]]:
+        keys: list[tuple[str, float]] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                keys.append((item["Key"], item["LastModified"].timestamp()))
+        return keys
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix``."""
+        for key, _ in self._keys(prefix):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def cleanup(self, older_than_s: float) -> int:
+        """Delete objects older than ``older_than_s`` seconds; return how many went."""
+        cutoff = time.time() - older_than_s
+        old = [key for key, modified in self._keys("") if modified < cutoff]
+        for key in old:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return len(old)
+
+
+def build_store(settings: Settings) -> ResultStore:
+    """Build the result store the settings ask for."""
+    if settings.storage == "file":
+        return FileResultStore(settings.results_dir)
+    if not settings.s3_bucket:
+        raise ValueError("OMOST_RENDERER_S3_BUCKET must be set when OMOST_RENDERER_STORAGE=s3")
+    import boto3  # type: ignore[import-not-found]  # optional dependency, only for storage=s3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        aws_access_key_id=(
+            settings.s3_access_key_id.get_secret_value() if settings.s3_access_key_id else None
+        ),
+        aws_secret_access_key=(
+            settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key
+            else None
+        ),
+    )
+    return S3ResultStore(client, settings.s3_bucket)

@@ -1,0 +1,221 @@
+"""The worker's side of the job queue (synchronous ``redis``): claim, start, fence, finish."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import cast
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from omost_renderer import constants, queue_scripts
+from omost_renderer.config import Settings
+from omost_renderer.jobs import JobStatus
+
+#: A stream read as redis-py answers it: ``[(stream, [(entry id, fields), ...]), ...]``.
+StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A stream entry this worker now owns."""
+
+    entry_id: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """A job this worker runs, under one attempt number (its fencing token)."""
+
+    claim: Claim
+    attempt: int
+    enqueued_at: float
+    request_json: str
+
+
+def ensure_group(redis: Redis) -> None:
+    """Create the stream and its consumer group unless they exist."""
+    try:
+        redis.xgroup_create(constants.STREAM_KEY, constants.GROUP_NAME, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+class WorkerQueue:
+    """Queue operations of one worker (one consumer of the group)."""
+
+    def __init__(self, redis: Redis, settings: Settings, consumer: str) -> None:
+        """Use ``redis`` (``decode_responses=True``) as consumer ``consumer``."""
+        self.redis = redis
+        self.settings = settings
+        self.consumer = consumer
+        self._start = redis.register_script(queue_scripts.START)
+        self._progress = redis.register_script(queue_scripts.PROGRESS)
+        self._heartbeat = redis.register_script(queue_scripts.HEARTBEAT)
+        self._finish = redis.register_script(queue_scripts.FINISH)
+        self._requeue = redis.register_script(queue_scripts.REQUEUE)
+
+    def reclaim(self) -> Claim | None:
+        """Take over one entry that has been idle longer than the reclaim time (a dead worker's)."""
+        min_idle_ms = int(self.settings.reclaim_after_s * 1000)
+        answer = self.redis.xautoclaim(
+            constants.STREAM_KEY,
+            constants.GROUP_NAME,
+            self.consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=1,
+        )
+        # XAUTOCLAIM answers [next start, claimed entries, deleted ids]; deleted ids (entries of
+        # jobs canceled while queued) are dropped from the pending list by Redis itself.
+        for entry_id, fields in answer[1]:
+            if fields:
+                return Claim(entry_id=entry_id, job_id=fields["job"])
+            self.redis.xack(constants.STREAM_KEY, constants.GROUP_NAME, entry_id)
+        return None
+
+    def read_new(self, block_ms: int) -> Claim | None:
+        """Read the next never-delivered entry, waiting up to ``block_ms``."""
+        answer = cast(
+            StreamReply,
+            self.redis.xreadgroup(
+                constants.GROUP_NAME,
+                self.consumer,
+                {constants.STREAM_KEY: ">"},
+                count=1,
+                block=block_ms,
+            ),
+        )
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                return Claim(entry_id=entry_id, job_id=fields["job"])
+        return None
+
+    def start(self, claim: Claim) -> StartedJob | None:
+        """Start the next attempt of the claimed job; ``None`` if there is nothing to run."""
+        key = constants.job_key(claim.job_id)
+        outcome = self._start(
+            keys=[
+                constants.STREAM_KEY,
+                key,
+                constants.DEAD_LETTER_KEY,
+                constants.events_key(claim.job_id),
+                constants.METRICS_KEY,
+            ],
+            args=[
+                constants.GROUP_NAME,
+                claim.entry_id,
+                self.consumer,
+                repr(time.time()),
+                self.settings.job_ttl_s,
+                claim.job_id,
+            ],
+        )
+        if outcome[0] != "run":
+            return None
+        request_json = str(self.redis.hget(key, "request") or "{}")
+        enqueued_at = float(outcome[2]) if outcome[2] else time.time()
+        return StartedJob(claim, int(outcome[1]), enqueued_at, request_json)
+
+    def progress(self, job: StartedJob, step: int, total: int, preview_b64: str | None) -> str:
+        """Record progress; returns ``ok``, ``cancel`` (stop now) or ``fenced`` (not ours)."""
+        event: dict[str, object] = {"step": step, "total": total, "attempt": job.attempt}
+        if preview_b64 is not None:
+            event["preview"] = preview_b64
+        outcome: str = self._progress(
+            keys=[constants.job_key(job.claim.job_id), constants.events_key(job.claim.job_id)],
+            args=[job.attempt, step, total, json.dumps(event)],
+        )
+        return outcome
+
+    def heartbeat(self, job: StartedJob) -> bool:
+        """Reset the idle time of the job's entry; ``False`` when a newer attempt owns it."""
+        owned = self._heartbeat(
+            keys=[constants.STREAM_KEY, constants.job_key(job.claim.job_id)],
+            args=[constants.GROUP_NAME, self.consumer, job.claim.entry_id, job.attempt],
+        )
+        return bool(owned)
+
+    def finish(
+        self,
+        job: StartedJob,
+        status: JobStatus,
+        fields: dict[str, str],
+        *,
+        dead_letter: bool = False,
+    ) -> bool:
+        """Record the final status of the job; ``False`` when fenced out (nothing written)."""
+        event: dict[str, object] = {"status": str(status), "attempt": job.attempt}
+        if "error_code" in fields:
+            event["error"] = {"code": fields["error_code"], "message": fields["error_message"]}
+        pairs = [item for pair in fields.items() for item in pair]
+        done = self._finish(
+            keys=[
+                constants.STREAM_KEY,
+                constants.job_key(job.claim.job_id),
+                constants.events_key(job.claim.job_id),
+                constants.DEAD_LETTER_KEY,
+            ],
+            args=[
+                constants.GROUP_NAME,
+                job.claim.entry_id,
+                job.attempt,
+                str(status),
+                repr(time.time()),
+                self.settings.job_ttl_s,
+                json.dumps(event),
+                "1" if dead_letter else "0",
+                job.claim.job_id,
+                *pairs,
+            ],
+        )
+        return bool(done)
+
+    def requeue(self, job: StartedJob, *, refund: bool, error_code: str, message: str) -> bool:
+        """Put the job back in the queue (a retry, or a release on shutdown when ``refund``)."""
+        attempt = job.attempt - 1 if refund else job.attempt
+        event = json.dumps({"status": "queued", "attempt": attempt})
+        entry = self._requeue(
+            keys=[
+                constants.STREAM_KEY,
+                constants.job_key(job.claim.job_id),
+                constants.events_key(job.claim.job_id),
+            ],
+            args=[
+                constants.GROUP_NAME,
+                job.claim.entry_id,
+                job.attempt,
+                repr(time.time()),
+                "1" if refund else "0",
+                event,
+                job.claim.job_id,
+                error_code,
+                message,
+            ],
+        )
+        return bool(entry)
+
+    def beat_health(self, info: Mapping[str, object]) -> None:
+        """Refresh this worker's health key (it expires after a few missed heartbeats)."""
+        ttl = max(1, int(self.settings.heartbeat_interval_s * constants.HEALTH_TTL_HEARTBEATS + 1))
+        self.redis.set(constants.worker_health_key(self.consumer), json.dumps(info), ex=ttl)
+
+    def clear_health(self) -> None:
+        """Remove this worker's health key on a clean exit."""
+        self.redis.delete(constants.worker_health_key(self.consumer))
+
+    def observe(self, name: str, buckets: tuple[float, ...], value: float) -> None:
+        """Add ``value`` to the histogram ``name`` kept in the metrics hash."""
+        index = bisect.bisect_left(buckets, value)
+        bucket = repr(buckets[index]) if index < len(buckets) else "+Inf"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(constants.METRICS_KEY, f"{name}:bucket:{bucket}", 1)
+            pipe.hincrby(constants.METRICS_KEY, f"{name}:count", 1)
+            pipe.hincrbyfloat(constants.METRICS_KEY, f"{name}:sum", value)
+            pipe.execute()
