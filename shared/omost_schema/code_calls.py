@@ -110,7 +110,7 @@ class _Places:
     """Convert ``ast`` positions (UTF-8 byte columns) to 1-based character columns."""
 
     def __init__(self, code: str) -> None:
-        self._lines = code.splitlines()
+        self._lines = code.split("\n")
 
     def of(self, node: ast.AST) -> Place:
         line = getattr(node, "lineno", 1)
