@@ -187,14 +187,14 @@ def subprocess_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "omost_renderer.cli", *args],
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "omost_renderer.cli", *args],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
