@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import RedisServer, WorkerThread, make_settings, wait_for
+from fake_renderer import FakeRenderer, canvas_json
+from fastapi.testclient import TestClient
+
+from omost_renderer.api import create_app
+from omost_renderer.config import Settings
+
+pytestmark = pytest.mark.redis
+
+
+def body(**params: object) -> dict[str, object]:
+    return {"canvas": canvas_json(), "width": 64, "height": 64, "steps": 6, **params}
+
+
+def read_events(client: TestClient, job_id: str, last_event_id: str | None = None) -> list[dict]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    events: list[dict] = []
+    current: dict = {}
+    with client.stream("GET", f"/v1/renders/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                if "data" in current:
+                    events.append(current)
+                current = {}
+                continue
+            field, _, value = line.partition(": ")
+            if field in ("id", "event"):
+                current[field] = value
+            elif field == "data":
+                current["data"] = json.loads(value)
+    return events
+
+
+def test_sse_delivers_progress_in_order_and_resumes(
+    settings: Settings, start_worker: Callable[..., WorkerThread]
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/renders", json=body()).json()["id"]
+        start_worker(FakeRenderer(step_sleep_s=0.02))
+        events = read_events(client, job_id)
+        kinds = [(e["event"], e["data"].get("status", e["data"].get("step"))) for e in events]
+        assert kinds == [
+            ("status", "queued"),
+            ("status", "running"),
+            *[("progress", step) for step in range(1, 7)],
+            ("status", "succeeded"),
+        ]
+        previews = [e["data"]["step"] for e in events if "preview" in e["data"]]
+        assert previews == [2, 4, 6]
+        assert events[3]["data"]["preview"].startswith("data:image/jpeg;base64,")
+        resumed = read_events(client, job_id, last_event_id=events[4]["id"])
+        assert [e["id"] for e in resumed] == [e["id"] for e in events[5:]]
+        assert read_events(client, job_id, last_event_id=events[-1]["id"]) == []
+        bad = client.get(f"/v1/renders/{job_id}/events", headers={"Last-Event-ID": "x"})
+        assert bad.status_code == 400
+
+
+def test_redis_restart_keeps_queued_jobs_and_services_recover(
+    tmp_path: Path, start_worker: Callable[..., WorkerThread]
+) -> None:
+    server = RedisServer(tmp_path, aof=True)
+    server.start()
+    try:
+        settings = make_settings(server.url, tmp_path / "results")
+        with TestClient(create_app(settings)) as client:
+            ids = [client.post("/v1/renders", json=body()).json()["id"] for _ in range(3)]
+            server.kill()  # a crash: only the append-only file keeps the jobs
+            down = client.get(f"/v1/renders/{ids[0]}")
+            assert down.status_code == 503
+            assert down.json()["error"]["code"] == "backend_unavailable"
+            assert client.get("/ready").status_code == 503
+            start_worker(FakeRenderer(), settings)  # starts while Redis is down
+            server.start()
+            wait_for(lambda: client.get("/ready").status_code == 200, what="API reconnect")
+
+            def all_done() -> bool:
+                statuses = [client.get(f"/v1/renders/{i}").json()["status"] for i in ids]
+                return statuses == ["succeeded"] * 3
+
+            wait_for(all_done, what="jobs to finish after the restart")
+            later = client.post("/v1/renders", json=body()).json()["id"]
+            wait_for(lambda: client.get(f"/v1/renders/{later}").json()["status"] == "succeeded")
+    finally:
+        server.kill()
