@@ -5,10 +5,10 @@ layer with ``N = H * W`` queries, Omost's logits are
 
     logits[n, j] = (q_n . k_j / sqrt(d)) * s_j,   s_j = N / area(r(j)),
 
-and ``-inf`` where pixel ``n`` lies outside region ``r(j)``. Because ``s_j`` multiplies a dot product
-with ``k_j``, it can be folded into the keys (``k_j * s_j``); the region test is a boolean mask. That
-is exactly what ``torch.nn.functional.scaled_dot_product_attention`` takes, so the logits are never
-materialised by hand and the fused kernels (flash / memory-efficient) do the work.
+and ``-inf`` where pixel ``n`` lies outside region ``r(j)``. Because ``s_j`` multiplies a dot
+product with ``k_j``, it can be folded into the keys (``k_j * s_j``); the region test is a boolean
+mask. That is what ``torch.nn.functional.scaled_dot_product_attention`` takes, so the logits are
+never materialised by hand and the fused kernels (flash / memory-efficient) do the work.
 """
 
 from __future__ import annotations

@@ -170,7 +170,7 @@ def self_attention_processor(device: torch.device) -> Any:
     """
     if device.type == "cuda" and importlib.util.find_spec("xformers") is not None:
         return XFormersAttnProcessor()
-    return AttnProcessor2_0()
+    return AttnProcessor2_0()  # type: ignore[no-untyped-call]
 
 
 def regional_processors(

@@ -63,7 +63,8 @@ def load_bpe_vocab(bpe_path: Path) -> tuple[dict[str, int], list[tuple[str, str]
     Returns:
         ``(vocab, merges)``: 49408 tokens with CLIP's ids, and the 48894 merges in rank order.
     """
-    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+    with gzip.open(bpe_path) as file:
+        lines = file.read().decode("utf-8").split("\n")
     # The first line is a version header.
     merges = [tuple(line.split()) for line in lines[1 : _N_MERGES + 1]]
     pairs = [(m[0], m[1]) for m in merges]

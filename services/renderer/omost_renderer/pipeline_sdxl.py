@@ -126,7 +126,8 @@ class OmostSDXLPipeline:
         tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
         tensor = tensor.to(device=self.vae.device, dtype=self.vae.dtype)
         latents = self.vae.encode(tensor).latent_dist.mode()
-        return (latents * self.vae.config.scaling_factor).float().to(self.device)
+        scaled: torch.Tensor = latents * self.vae.config.scaling_factor
+        return scaled.float().to(self.device)
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
@@ -256,7 +257,7 @@ class OmostSDXLPipeline:
         sigmas = omost_sigmas(params.steps, strength).to(self.device)
         latents = self._noise(generators, height, width) * sigmas[0].float()
         if params.sketch_strength is not None:
-            sketch = Image.fromarray(processed.initial_image).resize((width, height), Image.NEAREST)
+            sketch = Image.fromarray(processed.initial_image).resize((width, height), Image.Resampling.NEAREST)
             latents = latents + self.encode_image([sketch] * params.num_images)
 
         # 4. denoise
@@ -268,7 +269,7 @@ class OmostSDXLPipeline:
         if hires:
             height = int(params.height * params.hires_scale // 64 * 64)
             width = int(params.width * params.hires_scale // 64 * 64)
-            upscaled = [im.resize((width, height), Image.LANCZOS) for im in self.decode(latents)]
+            upscaled = [im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)]
             sigmas = omost_sigmas(params.hires_steps, params.hires_denoise).to(self.device)
             noise = self._noise(generators, height, width)
             latents = self.encode_image(upscaled) + noise * sigmas[0].float()

@@ -73,7 +73,7 @@ def omost_sigmas(steps: int, strength: float = 1.0) -> torch.Tensor:
 
 
 def sigma_to_timestep(sigma: torch.Tensor, train_sigmas: torch.Tensor) -> torch.Tensor:
-    """Training timestep whose log-sigma is nearest to ``log(sigma)`` (Omost's rule, no interpolation).
+    """Training timestep whose log-sigma is nearest to ``log(sigma)`` (Omost's rule, no lerp).
 
     Args:
         sigma: Noise levels, any shape.
@@ -115,14 +115,14 @@ def sample_dpmpp_2m(
         else:
             t, t_next = -sigma.log(), -sigma_next.log()
             h = t_next - t
-            ratio = float(sigma_next / sigma)
-            step = float(-torch.expm1(-h))
+            ratio = float(sigma_next / sigma)  # exp(-h)
+            step = float(-torch.expm1(-h))  # 1 - exp(-h)
             if old_denoised is None:
                 target = denoised
             else:
                 r = float((t - (-sigmas[i - 1].log())) / h)
                 target = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-            x = ratio * x - step * target
+            x = ratio * x + step * target
         old_denoised = denoised
         if callback is not None:
             callback(i, x)

@@ -1,0 +1,118 @@
+"""Build a renderer from a model reference: a hub id, a local diffusers folder, a single
+``.safetensors`` checkpoint, or ``tiny`` (random components for CPU development).
+
+UNet and text encoders run in the requested dtype (fp16 on CUDA by default). SDXL's stock VAE
+overflows in fp16, so it stays in float32 unless its config says it is safe to run in half
+precision (``force_upcast: false``, as in fp16-fixed VAEs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omost_renderer.encoding import TextEncoders
+from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+
+TINY = "tiny"
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """fp16 on GPUs, float32 on CPU (where half precision is slow and imprecise)."""
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def _vae_dtype(vae: Any, dtype: torch.dtype) -> torch.dtype:
+    if dtype == torch.float32 or not getattr(vae.config, "force_upcast", True):
+        return dtype
+    return torch.float32
+
+
+def _from_components(
+    components: dict[str, Any], device: str, dtype: torch.dtype, name: str
+) -> OmostSDXLPipeline:
+    unet, vae = components["unet"], components["vae"]
+    unet.to(device=device, dtype=dtype).eval()
+    vae.to(device=device, dtype=_vae_dtype(vae, dtype)).eval()
+    for key in ("text_encoder", "text_encoder_2"):
+        components[key].to(device=device, dtype=dtype).eval()
+    encoders = TextEncoders(
+        tokenizer=components["tokenizer"],
+        tokenizer_2=components["tokenizer_2"],
+        text_encoder=components["text_encoder"],
+        text_encoder_2=components["text_encoder_2"],
+    )
+    return OmostSDXLPipeline(unet, vae, encoders, model_name=name)
+
+
+def _load_pretrained(model: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Load each SDXL component from a hub id or a local folder in diffusers layout."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    return {
+        "unet": UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
+        "vae": AutoencoderKL.from_pretrained(model, subfolder="vae"),
+        "tokenizer": CLIPTokenizer.from_pretrained(model, subfolder="tokenizer"),
+        "tokenizer_2": CLIPTokenizer.from_pretrained(model, subfolder="tokenizer_2"),
+        "text_encoder": CLIPTextModel.from_pretrained(
+            model, subfolder="text_encoder", torch_dtype=dtype
+        ),
+        "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
+            model, subfolder="text_encoder_2", torch_dtype=dtype
+        ),
+    }
+
+
+def _load_single_file(path: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """Load an SDXL checkpoint saved as one ``.safetensors`` file (A1111/ComfyUI layout)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=dtype)
+    return {
+        key: getattr(pipe, key)
+        for key in ("unet", "vae", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2")
+    }
+
+
+def load_renderer(
+    model: str, device: str | None = None, dtype: torch.dtype | None = None
+) -> OmostSDXLPipeline:
+    """Load the Omost SDXL renderer.
+
+    Args:
+        model: ``tiny``, a ``.safetensors`` file, a local folder in diffusers layout, or a hub id
+            (e.g. ``SG161222/RealVisXL_V4.0``).
+        device: ``cuda``, ``cuda:1``, ``cpu``...; default ``cuda`` when available.
+        dtype: UNet and text encoder precision; default fp16 on CUDA, float32 on CPU.
+
+    Returns:
+        A ``CanvasRenderer``.
+    """
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    if model == TINY:
+        from omost_renderer.tiny import tiny_components
+
+        tiny = tiny_components()
+        encoders: TextEncoders = tiny["encoders"]
+        components = {
+            "unet": tiny["unet"],
+            "vae": tiny["vae"],
+            "tokenizer": encoders.tokenizer,
+            "tokenizer_2": encoders.tokenizer_2,
+            "text_encoder": encoders.text_encoder,
+            "text_encoder_2": encoders.text_encoder_2,
+        }
+    elif model.endswith(".safetensors"):
+        components = _load_single_file(Path(model), dtype)
+    else:
+        components = _load_pretrained(model, dtype)
+    return _from_components(components, device, dtype, model)
