@@ -193,13 +193,14 @@ def _call_site(call: ast.Call, places: _Places, *, strict: bool) -> CallSite:
     method = _method_of(call, places)
     signature = SIGNATURES[method]
     arguments: dict[str, Argument] = {}
+    for node in call.args:
+        if isinstance(node, ast.Starred):
+            raise places.error(node, "starred arguments are not allowed")
     if call.args and strict:
         raise places.error(call.args[0], "write arguments as keywords (name=value)")
     if len(call.args) > len(signature):
         raise places.error(call.args[len(signature)], f"{method} takes {len(signature)} arguments")
     for name, node in zip(signature, call.args, strict=False):
-        if isinstance(node, ast.Starred):
-            raise places.error(node, "starred arguments are not allowed")
         arguments[name] = _argument(node, places)
     for keyword in call.keywords:
         if keyword.arg is None:
