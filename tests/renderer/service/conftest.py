@@ -197,7 +197,9 @@ def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess
         )
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

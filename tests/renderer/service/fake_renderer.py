@@ -36,9 +36,7 @@ class FakeRenderer:
                 time.sleep(self.step_sleep_s)
             if on_step is not None:
                 on_step(step, params.steps, image)
-        return [
-            RenderedImage(image=image, seed=params.seed + n) for n in range(params.num_images)
-        ]
+        return [RenderedImage(image=image, seed=params.seed + n) for n in range(params.num_images)]
 
 
 def build() -> FakeRenderer:
