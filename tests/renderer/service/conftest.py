@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from redis import Redis
-
 from omost_renderer.config import Settings
 from omost_renderer.storage import FileResultStore
 from omost_renderer.worker import Worker
+from redis import Redis
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -89,7 +88,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     client = Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture

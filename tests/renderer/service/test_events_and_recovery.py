@@ -8,7 +8,6 @@ import pytest
 from conftest import RedisServer, WorkerThread, make_settings, wait_for
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
 

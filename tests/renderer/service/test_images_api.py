@@ -9,12 +9,11 @@ import pytest
 from conftest import WorkerThread, make_settings
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
+from omost_renderer.api import create_app
+from omost_renderer.config import Settings
 from openai import InternalServerError, OpenAI
 from PIL import Image
 from pytest_httpserver import HTTPServer
-
-from omost_renderer.api import create_app
-from omost_renderer.config import Settings
 
 pytestmark = pytest.mark.redis
 
@@ -52,7 +51,8 @@ def test_openai_sdk_generates_b64_images(
     result = sdk.images.generate(
         prompt="a lighthouse", n=2, size="256x256", response_format="b64_json"
     )
-    assert result.data is not None and len(result.data) == 2
+    assert result.data is not None
+    assert len(result.data) == 2
     image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
     assert image.size == (256, 256)
     assert result.data[0].revised_prompt == "a lighthouse at dusk"

@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-from PIL import Image
-from redis import Redis
-
 from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from PIL import Image
+from redis import Redis
 
 pytestmark = pytest.mark.redis
 

@@ -10,9 +10,8 @@ import httpx
 import pytest
 from conftest import free_port, start_process, subprocess_env, wait_for
 from fake_renderer import canvas_json
-from PIL import Image
-
 from omost_renderer.config import Settings
+from PIL import Image
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
 

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from omost_renderer.storage import FileResultStore, image_key
 
 
