@@ -55,4 +55,6 @@ def load_compose(path: Path, environment: Mapping[str, str]) -> dict[str, Any]:
 
 def variables(path: Path) -> set[str]:
     """Return the names of the variables the compose file at ``path`` interpolates."""
-    return {m["braced"] or m["bare"] for m in _VARIABLE.finditer(path.read_text()) if not m["escaped"]}
+    return {
+        m["braced"] or m["bare"] for m in _VARIABLE.finditer(path.read_text()) if not m["escaped"]
+    }

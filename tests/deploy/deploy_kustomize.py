@@ -28,7 +28,12 @@ _KNOWN_FIELDS = {
     "labels",
     "images",
 }
-_CLUSTER_SCOPED_KINDS = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+_CLUSTER_SCOPED_KINDS = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+}
 
 
 class KustomizeError(ValueError):
@@ -157,7 +162,9 @@ def _apply_patch(
     directory: Path, patch: dict[str, Any], resources: list[Resource]
 ) -> list[Resource]:
     if set(patch) != {"target", "patch"}:
-        raise KustomizeError(f"{directory}: only inline JSON 6902 patches with a target are supported")
+        raise KustomizeError(
+            f"{directory}: only inline JSON 6902 patches with a target are supported"
+        )
     operations = yaml.safe_load(patch["patch"])
     if not isinstance(operations, list):
         raise KustomizeError(f"{directory}: a patch must be a list of JSON 6902 operations")
@@ -188,7 +195,9 @@ def _apply_operation(resource: Resource, operation: dict[str, Any]) -> None:
         parent[key] = copy.deepcopy(operation["value"])
     elif op == "add":
         if isinstance(parent, list):
-            parent.insert(len(parent) if key == "-" else int(key), copy.deepcopy(operation["value"]))
+            parent.insert(
+                len(parent) if key == "-" else int(key), copy.deepcopy(operation["value"])
+            )
         else:
             parent[key] = copy.deepcopy(operation["value"])
     else:
