@@ -1,5 +1,7 @@
-"""Build a renderer from a model reference: a hub id, a local diffusers folder, a single
-``.safetensors`` checkpoint, or ``tiny`` (random components for CPU development).
+"""Build a renderer from a model reference.
+
+The reference is a hub id, a local folder in diffusers layout, a single ``.safetensors``
+checkpoint, or ``tiny`` (random components for CPU development).
 
 UNet and text encoders run in the requested dtype (fp16 on CUDA by default). SDXL's stock VAE
 overflows in fp16, so it stays in float32 unless its config says it is safe to run in half
@@ -58,8 +60,10 @@ def _load_pretrained(model: str, dtype: torch.dtype) -> dict[str, Any]:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     return {
-        "unet": UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
-        "vae": AutoencoderKL.from_pretrained(model, subfolder="vae"),
+        "unet": UNet2DConditionModel.from_pretrained(  # type: ignore[no-untyped-call]
+            model, subfolder="unet", torch_dtype=dtype
+        ),
+        "vae": AutoencoderKL.from_pretrained(model, subfolder="vae"),  # type: ignore[no-untyped-call]
         "tokenizer": CLIPTokenizer.from_pretrained(model, subfolder="tokenizer"),
         "tokenizer_2": CLIPTokenizer.from_pretrained(model, subfolder="tokenizer_2"),
         "text_encoder": CLIPTextModel.from_pretrained(

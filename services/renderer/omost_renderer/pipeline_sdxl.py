@@ -257,7 +257,9 @@ class OmostSDXLPipeline:
         sigmas = omost_sigmas(params.steps, strength).to(self.device)
         latents = self._noise(generators, height, width) * sigmas[0].float()
         if params.sketch_strength is not None:
-            sketch = Image.fromarray(processed.initial_image).resize((width, height), Image.Resampling.NEAREST)
+            sketch = Image.fromarray(processed.initial_image).resize(
+                (width, height), Image.Resampling.NEAREST
+            )
             latents = latents + self.encode_image([sketch] * params.num_images)
 
         # 4. denoise
@@ -269,7 +271,9 @@ class OmostSDXLPipeline:
         if hires:
             height = int(params.height * params.hires_scale // 64 * 64)
             width = int(params.width * params.hires_scale // 64 * 64)
-            upscaled = [im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)]
+            upscaled = [
+                im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)
+            ]
             sigmas = omost_sigmas(params.hires_steps, params.hires_denoise).to(self.device)
             noise = self._noise(generators, height, width)
             latents = self.encode_image(upscaled) + noise * sigmas[0].float()

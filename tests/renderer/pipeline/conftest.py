@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from omost_schema import Canvas, GlobalDescription, LocalDescription
 from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.tiny import build_tiny_renderer
+from omost_schema import Canvas, GlobalDescription, LocalDescription
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,12 @@ def _box(top: int, bottom: int, left: int, right: int) -> torch.Tensor:
 
 
 def _inputs(
-    boxes: list[tuple[int, int, int, int]], height: int, width: int, heads: int, tokens: int, seed: int
+    boxes: list[tuple[int, int, int, int]],
+    height: int,
+    width: int,
+    heads: int,
+    tokens: int,
+    seed: int,
 ) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
     grid = torch.stack([torch.ones(GRID, GRID), *(_box(*b) for b in boxes)])
@@ -79,7 +84,8 @@ def test_region_tokens_only_affect_pixels_inside_the_region() -> None:
     v2[:, :, local] = torch.randn_like(v2[:, :, local]) * 5
     after = regional_attention(q, k2, v2, token_region, masks)
     inside = masks[1] > 0
-    assert inside.any() and (~inside).any()
+    assert inside.any()
+    assert (~inside).any()
     torch.testing.assert_close(after[:, :, ~inside], before[:, :, ~inside])
     assert (after[:, :, inside] - before[:, :, inside]).abs().min() > 0
 

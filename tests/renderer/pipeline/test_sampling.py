@@ -30,7 +30,9 @@ def test_omost_sigmas_full_schedule_is_karras_with_trailing_zero() -> None:
     torch.testing.assert_close(roots.diff(), roots.diff()[:1].expand(24), rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("steps", "strength", "built"), [(25, 0.95, 26), (20, 0.4, 50), (10, 0.3, 33)])
+@pytest.mark.parametrize(
+    ("steps", "strength", "built"), [(25, 0.95, 26), (20, 0.4, 50), (10, 0.3, 33)]
+)
 def test_img2img_keeps_the_tail_of_int_steps_over_strength(
     steps: int, strength: float, built: int
 ) -> None:

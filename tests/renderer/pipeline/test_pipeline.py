@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.rendering import RenderParams
+from omost_renderer.sampling import omost_sigmas
+from omost_renderer.tiny import build_tiny_renderer
+from omost_schema import Canvas
+from PIL import Image
+
+SMALL = {"width": 64, "height": 64, "steps": 4}
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_render_returns_images_of_the_requested_size(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    params = RenderParams(width=128, height=64, steps=3, num_images=2, seed=7)
+    images = tiny_renderer.render(dragon_canvas, params)
+    assert [im.image.size for im in images] == [(128, 64), (128, 64)]
+    assert [im.seed for im in images] == [7, 8]
+    assert images[0].metadata["seed"] == 7
+    assert images[1].metadata["seed"] == 8
+    assert images[0].metadata["sampler"] == "DPM++ 2M Karras"
+    assert images[0].metadata["steps"] == 3
+
+
+def test_render_is_deterministic_for_a_seed(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    first = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=3))[0].image
+    again = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=3))[0].image
+    other = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=4))[0].image
+    assert np.array_equal(_pixels(first), _pixels(again))
+    assert not np.array_equal(_pixels(first), _pixels(other))
+
+
+def test_images_of_a_batch_equal_single_renders_of_their_seeds(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    batch = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=10, num_images=2))
+    single = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=11))[0]
+    assert np.abs(_pixels(batch[1].image) - _pixels(single.image)).max() <= 1
+
+
+def test_hires_fix_upscales_and_runs_its_own_steps(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    calls: list[tuple[int, int]] = []
+    params = RenderParams(**SMALL, hires_scale=2.0, hires_steps=3, hires_denoise=0.5)
+    images = tiny_renderer.render(dragon_canvas, params, lambda s, t, p: calls.append((s, t)))
+    assert images[0].image.size == (128, 128)
+    assert images[0].metadata["output_width"] == 128
+    assert calls == [(s, 7) for s in range(1, 8)]
+
+
+def test_sketch_start_uses_the_colour_sketch(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    plain = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL))[0].image
+    sketch = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, sketch_strength=0.5))[0]
+    assert sketch.image.size == (64, 64)
+    assert not np.array_equal(_pixels(plain), _pixels(sketch.image))
+
+
+def test_sketch_start_begins_at_init_latent_plus_scaled_noise(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, torch.Tensor] = {}
+
+    def capture(
+        latents: torch.Tensor, sigmas: torch.Tensor, *args: object, **kw: object
+    ) -> torch.Tensor:
+        seen["latents"], seen["sigmas"] = latents, sigmas
+        return latents
+
+    monkeypatch.setattr(tiny_renderer, "denoise", capture)
+    tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=5, sketch_strength=0.5))
+    sketch = Image.fromarray(dragon_canvas.process().initial_image).resize(
+        (64, 64), Image.Resampling.NEAREST
+    )
+    init = tiny_renderer.encode_image([sketch])
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    sigmas = omost_sigmas(4, 0.5)
+    torch.testing.assert_close(seen["sigmas"], sigmas)
+    torch.testing.assert_close(seen["latents"], init + noise * sigmas[0].float())
+
+
+def test_on_step_reports_every_step_with_occasional_previews(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    calls: list[tuple[int, int, Image.Image | None]] = []
+    tiny_renderer.render(dragon_canvas, RenderParams(width=64, height=64, steps=6),
+                         lambda s, t, p: calls.append((s, t, p)))  # fmt: skip
+    assert [(s, t) for s, t, _ in calls] == [(s, 6) for s in range(1, 7)]
+    previews = [s for s, _, p in calls if p is not None]
+    assert previews == [5, 6]
+    preview = calls[-1][2]
+    assert preview is not None
+    assert preview.size == (8, 8)
+    assert preview.mode == "RGB"
+
+
+def test_an_exception_in_on_step_stops_the_render(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    class CancelledError(Exception):
+        pass
+
+    steps: list[int] = []
+
+    def cancel(step: int, total: int, preview: Image.Image | None) -> None:
+        steps.append(step)
+        if step == 2:
+            raise CancelledError
+
+    with pytest.raises(CancelledError):
+        tiny_renderer.render(dragon_canvas, RenderParams(**SMALL), cancel)
+    assert steps == [1, 2]
+    # The regional processors are removed again after the failed run.
+    assert not any(
+        "Regional" in type(p).__name__ for p in tiny_renderer.unet.attn_processors.values()
+    )
+
+
+def test_check_inputs_refuses_sizes_off_the_latent_grid() -> None:
+    renderer = build_tiny_renderer()
+    with pytest.raises(ValueError, match="multiples of"):
+        renderer.check_inputs(RenderParams.model_construct(width=72, height=64))
+
+
+def test_editing_a_region_text_changes_the_render(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    edited = dragon_canvas.model_copy(deep=True)
+    edited.local_descriptions[0].description = "A glowing blue crystal tower."
+    a = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL))[0].image
+    b = tiny_renderer.render(edited, RenderParams(**SMALL))[0].image
+    assert not np.array_equal(_pixels(a), _pixels(b))
