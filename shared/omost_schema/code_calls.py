@@ -76,6 +76,7 @@ _EXPRESSION_WORDS: dict[type[ast.AST], str] = {
     ast.Dict: "dictionaries are not allowed",
     ast.Set: "sets are not allowed",
     ast.Tuple: "tuples are not allowed; use a list of strings",
+    ast.Constant: "a value on its own does nothing",
 }
 
 

@@ -259,11 +259,12 @@ def parse_code(text: str, *, strict: bool = False) -> ParseResult:
 
     Raises:
         CanvasCodeError: If ``text`` is not a canvas program; ``line`` and ``column`` refer to
-            ``text``.
+            ``text`` (lines end at ``\n``, ``\r\n`` or ``\r``, as in Python).
     """
     if len(text) > MAX_CODE_CHARS:
         raise CanvasCodeError(f"the code is {len(text)} characters; at most {MAX_CODE_CHARS}")
-    source = extract_code(text)
+    # Python ends lines at \r\n, \r and \n; one convention keeps every line number the same.
+    source = extract_code(text.replace("\r\n", "\n").replace("\r", "\n"))
     fixes = _Fixes(line_offset=source.line_offset)
     if source.fenced and not source.closed:
         if strict:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A fence opens at column 0 (printed code never has ``` at the start of a line: its strings sit
-# after indentation or ``name=``), optionally naming Python.
-_FENCE_OPEN = re.compile(r"^```[ \t]*(?:python3?|py)?[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
-_FENCE_CLOSE = re.compile(r"^```[ \t]*\r?$", re.MULTILINE)
+# A fence line sits at column 0 (printed code never has ``` at the start of a line: its strings
+# sit after indentation or ``name=``); an opening one may name a language.
+_FENCE = re.compile(r"^```[ \t]*(?P<language>[\w+-]*)[ \t]*\r?$", re.MULTILINE)
+_PYTHON_LANGUAGES = frozenset({"", "python", "python3", "py"})
 
 # One token the scan cares about: a string literal (possibly unterminated: a one-line string ends
 # at the line's end, a triple-quoted one at the end of the text), a comment, or a bracket. Each
@@ -79,17 +79,18 @@ def extract_code(text: str) -> CodeSource:
     Returns:
         The code and its position. A block without a closing fence runs to the end of the text.
     """
-    opening = _FENCE_OPEN.search(text)
-    if opening is None:
-        return CodeSource(code=text, line_offset=0, fenced=False, closed=True)
-    start = opening.end() + 1 if opening.end() < len(text) else opening.end()
-    line_offset = text.count("\n", 0, start)
-    closing = _FENCE_CLOSE.search(text, start)
-    if closing is None:
-        return CodeSource(code=text[start:], line_offset=line_offset, fenced=True, closed=False)
-    return CodeSource(
-        code=text[start : closing.start()], line_offset=line_offset, fenced=True, closed=True
-    )
+    fences = _FENCE.finditer(text)
+    for opening in fences:
+        # Fences pair up in order; the line after an opening fence is the block's first line.
+        closing = next(fences, None)
+        if opening["language"].lower() not in _PYTHON_LANGUAGES:
+            continue
+        start = min(opening.end() + 1, len(text))
+        line_offset = text.count("\n", 0, start)
+        if closing is None:
+            return CodeSource(text[start:], line_offset, fenced=True, closed=False)
+        return CodeSource(text[start : closing.start()], line_offset, fenced=True, closed=True)
+    return CodeSource(code=text, line_offset=0, fenced=False, closed=True)
 
 
 def scan_brackets(code: str) -> ScanResult:
