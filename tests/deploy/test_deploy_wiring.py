@@ -104,3 +104,15 @@ def test_documented_env_lines_need_a_comment(tmp_path: Path) -> None:
     path.write_text("# What A is.\nA=1\nB=2\n")
     with pytest.raises(AssertionError, match="B has no comment"):
         read_documented_env(path)
+
+
+def test_every_value_is_in_the_deployment_docs() -> None:
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    names: set[str] = set()
+    for path in [ROOT / ".env.example", *CONFIG.glob("*.env"), CONFIG / "secrets.env.example"]:
+        values, defaults = read_documented_env(path)
+        names |= set(values) | set(defaults)
+    for service in SERVICES:
+        names |= {s.name for s in _settings(service)}
+    missing = sorted(name for name in names if f"`{name}`" not in docs)
+    assert not missing, f"docs/deployment.md lacks {missing}"
