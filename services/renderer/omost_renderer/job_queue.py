@@ -109,7 +109,11 @@ class JobQueue:
     async def queue_position(self, entry_id: str) -> int:
         """Return how many queued entries are ahead of ``entry_id`` (0: it is next)."""
         last_delivered = "0-0"
-        for group in await self.redis.xinfo_groups(constants.STREAM_KEY):
+        try:
+            groups = await self.redis.xinfo_groups(constants.STREAM_KEY)
+        except ResponseError:
+            groups = []  # no stream yet (a fresh or emptied Redis): nothing was delivered
+        for group in groups:
             if group["name"] == constants.GROUP_NAME:
                 last_delivered = group["last-delivered-id"]
         ahead = await self.redis.xrange(

@@ -187,3 +187,26 @@ def test_worker_check_fails_without_redis(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setenv("OMOST_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     assert main(["worker", "--check"]) == 1
+
+
+def test_job_that_kills_every_worker_is_dead_lettered(
+    settings: Settings, redis_client: Redis
+) -> None:
+    one_try = settings.model_copy(update={"reclaim_after_s": 0.001, "max_attempts": 1})
+    ensure_group(redis_client)
+    job_id = submit_direct(redis_client, one_try)
+    crashed = WorkerQueue(redis_client, one_try, "crashed")
+    claim = crashed.read_new(100)
+    assert claim is not None
+    assert crashed.start(claim) is not None  # ... and the process dies here
+    time.sleep(0.01)
+    survivor = WorkerQueue(redis_client, one_try, "survivor")
+    reclaimed = survivor.reclaim()
+    assert reclaimed is not None
+    assert survivor.start(reclaimed) is None
+    job = redis_client.hgetall(constants.job_key(job_id))
+    assert job["status"] == "failed"
+    assert job["error_code"] == "attempts_exhausted"
+    assert [f["job"] for _, f in redis_client.xrange(constants.DEAD_LETTER_KEY)] == [job_id]
+    assert redis_client.xlen(constants.STREAM_KEY) == 0
+    assert redis_client.xpending(constants.STREAM_KEY, constants.GROUP_NAME)["pending"] == 0
