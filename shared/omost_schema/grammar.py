@@ -1,6 +1,127 @@
-"""EBNF grammar for Omost code, for constrained decoding (not yet implemented)."""
+r"""EBNF grammar of Omost code, for constrained decoding of canvas programs.
+
+The grammar is in the GBNF dialect that xgrammar (``xgrammar.Grammar.from_ebnf``) and vLLM's
+``structured_outputs={"grammar": ...}`` with the xgrammar backend read; the root rule is ``root``.
+It describes the program as the Omost models write it (and as ``Canvas.to_code()`` prints it):
+
+- optional comment and blank lines, ``canvas = Canvas()``, one ``canvas.set_global_description(``
+  call, then up to ``MAX_LOCAL_DESCRIPTIONS`` ``canvas.add_local_description(`` calls, each
+  statement at the start of its line, between bounded runs of comment and blank lines;
+- keyword arguments only, all of them, in Omost's order, with an optional trailing comma;
+- strings in single or double quotes, bounded as ``Canvas`` bounds them, holding no control
+  characters or line separators and no escapes but ``\'``, ``\"`` and ``\\`` (all that
+  ``repr()`` writes for printable text);
+- vocabulary values as exact names; ``distance_to_viewer`` as a decimal with up to 6 integer
+  digits and 4 decimals, above 0 and at most ``MAX_DISTANCE_TO_VIEWER``;
+- whitespace inside calls and comments bounded, so no rule can run on forever.
+
+Everything the grammar matches parses with ``parse_code(text, strict=True)``.
+"""
+
+from functools import lru_cache
+
+from omost_schema.limits import (
+    MAX_DETAILED_DESCRIPTIONS,
+    MAX_DISTANCE_TO_VIEWER,
+    MAX_LOCAL_DESCRIPTIONS,
+    MAX_TAGS_CHARS,
+    MAX_TEXT_CHARS,
+)
+from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
+
+#: Characters after ``#`` in one comment line (Omost's comments repeat a description).
+MAX_COMMENT_CHARS = MAX_TEXT_CHARS + 100
+#: Comment or blank lines between two statements.
+MAX_GAP_LINES = 4
+#: Whitespace characters (spaces, tabs, newlines) between two tokens inside a call.
+MAX_SPACE_CHARS = 24
+
+# The rules that do not depend on the options. Character classes leave out control characters
+# (C0 and DEL, which ``Canvas`` refuses; C1) and the Unicode line and paragraph separators, which
+# line-based tools split on; in strings also the quote and the backslash, which come escaped.
+_FIXED_RULES = r"""
+line ::= "\n" | "#" comment_char{0,MAX_COMMENT} "\n"
+comment_char ::= [^\x00-\x1f\x7f-\x9f\u2028\u2029]
+gap ::= "\n" line{0,MAX_GAP}
+ws ::= [ \t\n]{0,MAX_SPACE}
+eq ::= ws "=" ws
+comma ::= ws "," ws
+tail ::= ws ("," ws)?
+escape ::= "\\" ["'\\]
+sq_char ::= [^'\\\x00-\x1f\x7f-\x9f\u2028\u2029] | escape
+dq_char ::= [^"\\\x00-\x1f\x7f-\x9f\u2028\u2029] | escape
+text ::= "'" sq_char{0,MAX_TEXT} "'" | "\"" dq_char{0,MAX_TEXT} "\""
+tags ::= "'" sq_char{0,MAX_TAGS} "'" | "\"" dq_char{0,MAX_TAGS} "\""
+texts ::= "[" ws (text (comma text){0,MAX_MORE_DETAILED} tail)? "]"
+distance ::= "0." fraction | [1-9] [0-9]{0,MORE_DIGITS} "." [0-9]{1,4} | "MAX_DISTANCE." "0"{1,4}
+fraction ::= [1-9] [0-9]{0,3} | "0" [1-9] [0-9]{0,2} | "00" [1-9] [0-9]{0,1} | "000" [1-9]
+global_call ::= "canvas.set_global_description(" ws
+    "description" eq text comma
+    "detailed_descriptions" eq texts comma
+    "tags" eq tags comma
+    "HTML_web_color_name" eq color tail ")"
+local_call ::= "canvas.add_local_description(" ws
+    "location" eq location comma
+    "offset" eq offset comma
+    "area" eq area comma
+    "distance_to_viewer" eq distance comma
+    "description" eq text comma
+    "detailed_descriptions" eq texts comma
+    "tags" eq tags comma
+    "atmosphere" eq text comma
+    "style" eq text comma
+    "quality_meta" eq text comma
+    "HTML_web_color_name" eq color tail ")"
+program ::= line{0,MAX_GAP} "canvas = Canvas()" gap global_call (gap local_call){0,MAX_LOCALS}
+"""
 
 
-def canvas_grammar() -> str:
-    """Return the grammar (not yet implemented)."""
-    raise NotImplementedError
+def _names(rule: str, names: tuple[str, ...]) -> str:
+    # Either quote style around the exact name, as the models write ``'red'`` or ``"red"``.
+    alternatives = " | ".join(f'"{name}"' for name in names)
+    quoted = f'"\'" {rule}_name "\'" | "\\"" {rule}_name "\\""'
+    return f"{rule}_name ::= {alternatives}\n{rule} ::= {quoted}\n"
+
+
+@lru_cache(maxsize=8)
+def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = False) -> str:
+    """Return the EBNF grammar of an Omost canvas program (root rule ``root``).
+
+    Args:
+        max_locals: Most ``add_local_description`` calls (at most the canvas limit).
+        fenced: Wrap the program in a Markdown ```` ```python ```` block, as the Omost models
+            answer; otherwise the bare program.
+
+    Returns:
+        The grammar text, for ``xgrammar.Grammar.from_ebnf`` or vLLM's structured outputs.
+
+    Raises:
+        ValueError: If ``max_locals`` is outside ``0..MAX_LOCAL_DESCRIPTIONS``.
+    """
+    if not 0 <= max_locals <= MAX_LOCAL_DESCRIPTIONS:
+        raise ValueError(f"max_locals must be within 0..{MAX_LOCAL_DESCRIPTIONS}, not {max_locals}")
+    # The limit is a power of ten (1e6): numbers with one digit fewer stay below it, and the
+    # limit itself is spelled out.
+    integer_max = int(MAX_DISTANCE_TO_VIEWER)
+    if fenced:
+        root = 'root ::= "```python\\n" program "\\n" "\\n"{0,2} "```"\n'
+    else:
+        root = 'root ::= program "\\n"{0,2}\n'
+    fixed = (
+        _FIXED_RULES.replace("MAX_COMMENT", str(MAX_COMMENT_CHARS))
+        .replace("MAX_GAP", str(MAX_GAP_LINES))
+        .replace("MAX_SPACE", str(MAX_SPACE_CHARS))
+        .replace("MAX_TEXT", str(MAX_TEXT_CHARS))
+        .replace("MAX_TAGS", str(MAX_TAGS_CHARS))
+        .replace("MAX_MORE_DETAILED", str(MAX_DETAILED_DESCRIPTIONS - 1))
+        .replace("MORE_DIGITS", str(len(str(integer_max)) - 2))
+        .replace("MAX_DISTANCE", str(integer_max))
+        .replace("MAX_LOCALS", str(max_locals))
+    )
+    vocabulary = (
+        _names("location", LOCATIONS)
+        + _names("offset", OFFSETS)
+        + _names("area", AREAS)
+        + _names("color", COLOR_NAMES)
+    )
+    return root + fixed.lstrip("\n") + vocabulary

@@ -16,7 +16,7 @@ from omost_schema import Canvas
 
 STOP_TOKEN = 256
 # Bytes that end a string, a list, a call or a line: preferring them keeps random walks short.
-_CLOSING = frozenset(b"\"')]}\n") | {STOP_TOKEN}
+_CLOSING = frozenset(b"\"')]}\n")
 
 
 def byte_compiler() -> xgr.GrammarCompiler:
@@ -54,12 +54,13 @@ def random_walk(compiled: xgr.CompiledGrammar, rng: random.Random, max_steps: in
     out = bytearray()
     for step in range(max_steps):
         allowed = _allowed(matcher, bitmask)
-        closing = [t for t in allowed if t in _CLOSING]
         prefer_closing = 0.2 + 0.7 * step / max_steps
+        if STOP_TOKEN in allowed and (allowed == [STOP_TOKEN] or rng.random() < prefer_closing / 2):
+            return out.decode(errors="replace")
+        allowed = [t for t in allowed if t != STOP_TOKEN]
+        closing = [t for t in allowed if t in _CLOSING]
         choices = closing if closing and rng.random() < prefer_closing else allowed
         token = rng.choice(choices)
-        if token == STOP_TOKEN:
-            return out.decode(errors="replace")
         assert matcher.accept_token(token)
         out.append(token)
     return None
