@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := shared/pyproject.toml services/llm/pyproject.toml services/renderer/pyproject.toml
+PACKAGES := shared/pyproject.toml services/llm/pyproject.toml services/renderer/pyproject.toml \
+	services/cli/pyproject.toml
 PYTEST_ARGS ?=
 
 .PHONY: install test lint format run bench clean
@@ -14,7 +15,8 @@ $(STAMP): $(PACKAGES) requirements-dev.txt requirements-assets.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned, so nothing below pulls a multi-GB CUDA build on a CPU machine.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e shared -e services/llm -e services/renderer -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e shared -e services/llm -e services/renderer -e services/cli \
+		-r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
 	@touch $@
 
@@ -35,7 +37,7 @@ format: install
 
 run: install
 	@scripts/ensure-redis.sh
-	$(BIN)/python -m omost_llm.local_stack
+	$(BIN)/omost run
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks

@@ -1,0 +1,102 @@
+"""What ``make run`` starts: settings resolved from the environment, ``.env`` and the hardware."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+#: Defaults with a GPU: the best Omost model and Omost's default SDXL checkpoint, both downloaded
+#: on first start (about 16 GB and 7 GB).
+GPU_DEFAULTS: Mapping[str, str] = {
+    "OMOST_LLM_BACKEND": "transformers",
+    "OMOST_LLM_MODEL": "lllyasviel/omost-llama-3-8b",
+    "OMOST_RENDERER_MODEL": "SG161222/RealVisXL_V4.0",
+}
+#: Defaults without a GPU: a real but small bundled instruct model and the tiny random SDXL.
+CPU_DEFAULTS: Mapping[str, str] = {
+    "OMOST_LLM_BACKEND": "transformers",
+    "OMOST_LLM_MODEL": "smollm2",
+    "OMOST_RENDERER_MODEL": "tiny",
+}
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Everything needed to start the local stack.
+
+    Attributes:
+        host: Interface the HTTP services bind to.
+        llm_port: Port of the LLM service.
+        renderer_port: Port of the renderer API (it also serves the web page).
+        redis_url: An existing Redis to use, or ``None`` to start a private redis-server.
+        data_dir: Where the private Redis keeps its append-only file and where images go.
+        gpus: Number of GPUs; one worker is started per GPU (one CPU worker when there is none).
+        env: Environment shared by every child process.
+        uses_cpu_defaults: True when the tiny CPU models were chosen for lack of a GPU.
+    """
+
+    host: str
+    llm_port: int
+    renderer_port: int
+    redis_url: str | None
+    data_dir: Path
+    gpus: int
+    env: dict[str, str] = field(default_factory=dict)
+    uses_cpu_defaults: bool = False
+
+    @property
+    def llm_url(self) -> str:
+        """Base URL of the LLM service."""
+        return f"http://{self.host}:{self.llm_port}"
+
+    @property
+    def renderer_url(self) -> str:
+        """Base URL of the renderer API and the web page."""
+        return f"http://{self.host}:{self.renderer_port}"
+
+
+def _port(settings: Mapping[str, str], name: str, default: int) -> int:
+    raw = settings.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a port number, got {raw!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{name} must be within 1..65535, got {port}")
+    return port
+
+
+def plan_stack(environ: Mapping[str, str], dotenv: Mapping[str, str], gpus: int) -> StackPlan:
+    """Resolve the stack's settings: the environment wins over ``.env``, which wins over defaults.
+
+    Args:
+        environ: The process environment.
+        dotenv: Settings read from ``.env``.
+        gpus: Number of GPUs found.
+
+    Returns:
+        The plan; the env it carries has every resolved ``OMOST_*`` setting.
+
+    Raises:
+        ValueError: If a port setting is not a valid port.
+    """
+    defaults = GPU_DEFAULTS if gpus > 0 else CPU_DEFAULTS
+    settings = {**defaults, **dotenv, **environ}
+    uses_cpu_defaults = gpus == 0 and all(
+        settings[name] == value for name, value in CPU_DEFAULTS.items()
+    )
+    host = settings.get("OMOST_HOST", "127.0.0.1")
+    plan = StackPlan(
+        host=host,
+        llm_port=_port(settings, "OMOST_LLM_PORT", 8000),
+        renderer_port=_port(settings, "OMOST_RENDERER_PORT", 8001),
+        redis_url=settings.get("OMOST_REDIS_URL") or None,
+        data_dir=Path(settings.get("OMOST_DATA_DIR", ".omost-data")).resolve(),
+        gpus=gpus,
+        uses_cpu_defaults=uses_cpu_defaults,
+    )
+    env = dict(settings)
+    env.setdefault("OMOST_RENDERER_LLM_URL", plan.llm_url)
+    env.setdefault("OMOST_RENDERER_RESULTS_DIR", str(plan.data_dir / "results"))
+    return replace(plan, env=env)
