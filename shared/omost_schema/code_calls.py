@@ -117,6 +117,8 @@ class _Places:
         line = getattr(node, "lineno", 1)
         byte_column = getattr(node, "col_offset", 0)
         text = self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+        if text.isascii():
+            return Place(line, byte_column + 1)
         prefix = text.encode("utf-8")[:byte_column].decode("utf-8", errors="replace")
         return Place(line, len(prefix) + 1)
 

@@ -259,7 +259,7 @@ def parse_code(text: str, *, strict: bool = False) -> ParseResult:
 
     Raises:
         CanvasCodeError: If ``text`` is not a canvas program; ``line`` and ``column`` refer to
-            ``text`` (lines end at ``\n``, ``\r\n`` or ``\r``, as in Python).
+            ``text`` (lines end at LF, CRLF or CR, as in Python).
     """
     if len(text) > MAX_CODE_CHARS:
         raise CanvasCodeError(f"the code is {len(text)} characters; at most {MAX_CODE_CHARS}")

@@ -16,15 +16,15 @@ _PYTHON_LANGUAGES = frozenset({"", "python", "python3", "py"})
 
 # One token the scan cares about: a string literal (possibly unterminated: a one-line string ends
 # at the line's end, a triple-quoted one at the end of the text), a comment, or a bracket. Each
-# alternative consumes characters in one pass, so the scan is linear in the text.
+# alternative consumes characters in one pass (each loop unrolled: a run of plain characters,
+# then one escape), so the scan is linear in the text.
 _SCAN_TOKEN = re.compile(
     r"""
     (?P<string>
-        [rRbBuUfF]{0,2}
-        (?: '''(?:[^'\\]|\\.|'(?!''))*(?P<end3s>''')?
-          | \"\"\"(?:[^"\\]|\\.|"(?!""))*(?P<end3d>\"\"\")?
-          | '(?:[^'\\\n]|\\.)*(?P<end1s>')?
-          | "(?:[^"\\\n]|\\.)*(?P<end1d>")?
+        (?: '''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*(?P<end3s>''')?
+          | \"\"\"[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*(?P<end3d>\"\"\")?
+          | '[^'\\\n]*(?:\\.[^'\\\n]*)*(?P<end1s>')?
+          | "[^"\\\n]*(?:\\.[^"\\\n]*)*(?P<end1d>")?
         )
     )
     | (?P<comment>\#[^\n]*)
@@ -104,19 +104,21 @@ def scan_brackets(code: str) -> ScanResult:
     """
     depth = max_depth = 0
     deepest_position = 0
-    in_string = False
-    for match in _SCAN_TOKEN.finditer(code):
-        kind = match.lastgroup
-        in_string = False
+    last = None
+    # Strings and comments are matched only to be skipped; the loop does no work for them.
+    for last in _SCAN_TOKEN.finditer(code):
+        kind = last.lastgroup
         if kind == "open":
             depth += 1
             if depth > max_depth:
-                max_depth, deepest_position = depth, match.start()
+                max_depth, deepest_position = depth, last.start()
         elif kind == "close":
             depth = max(0, depth - 1)
-        elif kind == "string" or match.group("string") is not None:
-            closed = any(match.group(name) for name in ("end3s", "end3d", "end1s", "end1d"))
-            in_string = not closed
+    in_string = (
+        last is not None
+        and last["string"] is not None
+        and not any(last[name] for name in ("end3s", "end3d", "end1s", "end1d"))
+    )
     deepest_line = code.count("\n", 0, deepest_position) + 1
     return ScanResult(max_depth, deepest_line, open_at_end=depth > 0 or in_string)
 
