@@ -90,6 +90,7 @@ class Worker:
         self._current: StartedJob | None = None
         self._fenced = False
         self._started_at = time.time()
+        self._next_reclaim = 0.0
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop taking jobs; finish the current one within ``grace_s``, else release it."""
@@ -139,7 +140,14 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and process at most one entry; return whether there was one."""
-        claim = self.queue.reclaim() or self.queue.read_new(self.settings.block_ms)
+        claim = None
+        if time.monotonic() >= self._next_reclaim:
+            # Looking for dead workers' entries costs a round trip; once per heartbeat is enough
+            # (they are only taken after RECLAIM_AFTER_S), unless the last look found one.
+            claim = self.queue.reclaim()
+            if claim is None:
+                self._next_reclaim = time.monotonic() + self.settings.heartbeat_interval_s
+        claim = claim or self.queue.read_new(self.settings.block_ms)
         if claim is None:
             return False
         self._process(claim)

@@ -5,11 +5,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer, WorkerThread, make_settings, wait_for
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from service_support import RedisServer, WorkerThread, make_settings, wait_for
 
 pytestmark = pytest.mark.redis
 

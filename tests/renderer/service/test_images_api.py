@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WorkerThread, make_settings
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
@@ -14,6 +13,7 @@ from omost_renderer.config import Settings
 from openai import InternalServerError, OpenAI
 from PIL import Image
 from pytest_httpserver import HTTPServer
+from service_support import WorkerThread, make_settings
 
 pytestmark = pytest.mark.redis
 

@@ -14,7 +14,7 @@ from redis import Redis
 
 pytestmark = pytest.mark.redis
 
-from conftest import WorkerThread, make_settings, wait_for  # noqa: E402
+from service_support import WorkerThread, make_settings, wait_for  # noqa: E402
 
 
 def body(description: str = "a cat on a sofa", **params: object) -> dict[str, object]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, start_process, subprocess_env, wait_for
 from fake_renderer import canvas_json
 from omost_renderer.config import Settings
 from PIL import Image
+from service_support import free_port, start_process, subprocess_env, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.e2e, pytest.mark.slow]
 

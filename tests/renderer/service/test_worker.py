@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import WorkerThread, make_settings, start_process, subprocess_env, wait_for
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer import constants
@@ -18,6 +17,7 @@ from omost_renderer.jobs import JobRequest, JobStatus
 from omost_renderer.rendering import RenderParams
 from omost_renderer.worker_queue import WorkerQueue, ensure_group
 from redis import Redis
+from service_support import WorkerThread, make_settings, start_process, subprocess_env, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -183,7 +183,7 @@ def test_worker_check_reports_a_live_worker(
 
 
 def test_worker_check_fails_without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import free_port
+    from service_support import free_port
 
     monkeypatch.setenv("OMOST_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     assert main(["worker", "--check"]) == 1
