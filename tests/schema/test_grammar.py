@@ -90,6 +90,23 @@ def test_no_rule_repeats_without_bound() -> None:
     assert "{0,-1}" not in grammar.replace(" ", "")
 
 
+def test_long_repetitions_repeat_alternations() -> None:
+    # xgrammar 0.2.8 compiles a long repetition of a lone character class (bare, or a rule that
+    # is one class) in seconds with a real vocabulary; a repeated alternation takes milliseconds.
+    grammar = canvas_grammar()
+    rules = dict(re.findall(r"^(\w+) ::= (.*)$", grammar, re.MULTILINE))
+    assert all(int(bound) <= 24 for bound in re.findall(r"\]\{0,(\d+)\}", grammar))
+    long_repeats = re.findall(r"(\w+)\{0,(\d+)\}", grammar)
+    assert {name for name, bound in long_repeats if int(bound) > 24} == {
+        "comment_char",
+        "sq_char",
+        "dq_char",
+    }
+    for name, bound in long_repeats:
+        if int(bound) > 24:
+            assert "|" in rules[name]
+
+
 def test_sample_program_is_accepted(compiled: xgr.CompiledGrammar) -> None:
     assert accepts(compiled, _PROGRAM)
     assert _parses_strictly(_PROGRAM).local_descriptions[0].location == "in the center"
