@@ -1,7 +1,8 @@
 r"""EBNF grammar of Omost code, for constrained decoding of canvas programs.
 
 The grammar is in the GBNF dialect that xgrammar (``xgrammar.Grammar.from_ebnf``) and vLLM's
-``structured_outputs={"grammar": ...}`` with the xgrammar backend read; the root rule is ``root``.
+``structured_outputs={"grammar": ...}`` with the xgrammar backend read (one rule per line, so
+``llguidance.gbnf_to_lark`` converts it for llguidance too); the root rule is ``root``.
 It describes the program as the Omost models write it (and as ``Canvas.to_code()`` prints it):
 
 - optional comment and blank lines, ``canvas = Canvas()``, one ``canvas.set_global_description(``
@@ -58,25 +59,36 @@ tags ::= "'" sq_char{0,MAX_TAGS} "'" | "\"" dq_char{0,MAX_TAGS} "\""
 texts ::= "[" ws (text (comma text){0,MAX_MORE_DETAILED} tail)? "]"
 distance ::= "0." fraction | [1-9] [0-9]{0,MORE_DIGITS} "." [0-9]{1,4} | "MAX_DISTANCE." "0"{1,4}
 fraction ::= [1-9] [0-9]{0,3} | "0" [1-9] [0-9]{0,2} | "00" [1-9] [0-9]{0,1} | "000" [1-9]
-global_call ::= "canvas.set_global_description(" ws
-    "description" eq text comma
-    "detailed_descriptions" eq texts comma
-    "tags" eq tags comma
-    "HTML_web_color_name" eq color tail ")"
-local_call ::= "canvas.add_local_description(" ws
-    "location" eq location comma
-    "offset" eq offset comma
-    "area" eq area comma
-    "distance_to_viewer" eq distance comma
-    "description" eq text comma
-    "detailed_descriptions" eq texts comma
-    "tags" eq tags comma
-    "atmosphere" eq text comma
-    "style" eq text comma
-    "quality_meta" eq text comma
-    "HTML_web_color_name" eq color tail ")"
 program ::= line{0,MAX_GAP} "canvas = Canvas()" gap global_call (gap local_call){0,MAX_LOCALS}
 """
+
+
+# Each call's keyword arguments in Omost's order, with the rule of their value.
+_GLOBAL_ARGUMENTS = (
+    ("description", "text"),
+    ("detailed_descriptions", "texts"),
+    ("tags", "tags"),
+    ("HTML_web_color_name", "color"),
+)
+_LOCAL_ARGUMENTS = (
+    ("location", "location"),
+    ("offset", "offset"),
+    ("area", "area"),
+    ("distance_to_viewer", "distance"),
+    ("description", "text"),
+    ("detailed_descriptions", "texts"),
+    ("tags", "tags"),
+    ("atmosphere", "text"),
+    ("style", "text"),
+    ("quality_meta", "text"),
+    ("HTML_web_color_name", "color"),
+)
+
+
+def _call(rule: str, method: str, arguments: tuple[tuple[str, str], ...]) -> str:
+    # One line per rule: llama.cpp-style GBNF readers end a rule at the end of its line.
+    pairs = " comma ".join(f'"{name}" eq {value}' for name, value in arguments)
+    return f'{rule} ::= "canvas.{method}(" ws {pairs} tail ")"\n'
 
 
 def _names(rule: str, names: tuple[str, ...]) -> str:
@@ -121,10 +133,13 @@ def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = F
         .replace("MAX_DISTANCE", str(integer_max))
         .replace("MAX_LOCALS", str(max_locals))
     )
+    calls = _call("global_call", "set_global_description", _GLOBAL_ARGUMENTS) + _call(
+        "local_call", "add_local_description", _LOCAL_ARGUMENTS
+    )
     vocabulary = (
         _names("location", LOCATIONS)
         + _names("offset", OFFSETS)
         + _names("area", AREAS)
         + _names("color", COLOR_NAMES)
     )
-    return root + fixed.lstrip("\n") + vocabulary
+    return root + fixed.lstrip("\n") + calls + vocabulary

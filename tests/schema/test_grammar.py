@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import re
 
+import llguidance
+import llguidance.gbnf_to_lark
 import pytest
 import xgrammar as xgr
 from byte_matching import accepts, byte_compiler, random_walk, restrict
@@ -75,6 +77,13 @@ def test_grammar_is_a_string_with_root_rule() -> None:
     assert isinstance(grammar, str)
     assert grammar.startswith("root ::= ")
     assert canvas_grammar() == grammar
+
+
+@pytest.mark.parametrize("fenced", [False, True])
+def test_grammar_converts_to_llguidance_lark(fenced: bool) -> None:
+    lark = llguidance.gbnf_to_lark.gbnf_to_lark(canvas_grammar(fenced=fenced))
+    grammar = llguidance.grammar_from("lark", lark)
+    assert llguidance.LLMatcher.validate_grammar_with_warnings(grammar) == (False, [])
 
 
 def test_max_locals_outside_the_limit_is_refused() -> None:

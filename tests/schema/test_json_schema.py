@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jsonschema
+import llguidance
 import pytest
 import xgrammar as xgr
 from byte_matching import accepts, byte_compiler, random_walk, restrict
@@ -120,6 +121,15 @@ def test_schema_is_a_fresh_object_on_every_call() -> None:
 
 def test_schema_is_valid_json_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(canvas_json_schema())
+
+
+def test_schema_is_accepted_by_llguidance_without_warnings() -> None:
+    def check(schema: Document) -> tuple[bool, list[str]]:
+        grammar = llguidance.grammar_from("json_schema", json.dumps(schema))
+        return llguidance.LLMatcher.validate_grammar_with_warnings(grammar)  # type: ignore[no-any-return]
+
+    assert check(canvas_json_schema()) == (False, [])
+    assert check({"type": "object", "propertyNames": {"pattern": "^a$"}, "uniqueItems": True})[1]
 
 
 def test_properties_follow_omost_argument_order() -> None:
