@@ -1,0 +1,84 @@
+"""Omost-style answers: a sentence plus a fenced python block, and what changed between canvases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from omost_schema import Canvas, CanvasCodeError, parse_code
+
+ANSWER_PREFIX = "Here is the canvas, as Omost code:\n\n```python\n"
+ANSWER_SUFFIX = "```"
+
+
+def closing_fence(code: str) -> str:
+    """What follows ``code`` to close the fenced block (a newline first if the code lacks one)."""
+    return ANSWER_SUFFIX if code.endswith("\n") else "\n" + ANSWER_SUFFIX
+
+
+def wrap_code(code: str) -> str:
+    """Put Omost code into the answer layout Omost's tools read: a sentence and a fenced block."""
+    return f"{ANSWER_PREFIX}{code}{closing_fence(code)}"
+
+
+@dataclass(frozen=True)
+class RegionChange:
+    """One region that differs from the canvas being edited.
+
+    Attributes:
+        region: ``global`` or ``local``.
+        index: Position of the local description (in the new canvas, or the old one if removed).
+        change: ``added``, ``modified`` or ``removed``.
+    """
+
+    region: Literal["global", "local"]
+    index: int | None
+    change: Literal["added", "modified", "removed"]
+
+
+def changed_regions(previous: Canvas | None, current: Canvas) -> list[RegionChange]:
+    """Regions of ``current`` that differ from ``previous``, local descriptions matched by position.
+
+    Args:
+        previous: The canvas being edited, or ``None`` for a new canvas (everything is added).
+        current: The new canvas.
+
+    Returns:
+        The changes, the global region first.
+    """
+    if previous is None:
+        changes = [RegionChange("global", None, "added")]
+        changes += [
+            RegionChange("local", i, "added") for i in range(len(current.local_descriptions))
+        ]
+        return changes
+    changes = []
+    if previous.global_description != current.global_description:
+        changes.append(RegionChange("global", None, "modified"))
+    old, new = previous.local_descriptions, current.local_descriptions
+    for i in range(max(len(old), len(new))):
+        if i >= len(old):
+            changes.append(RegionChange("local", i, "added"))
+        elif i >= len(new):
+            changes.append(RegionChange("local", i, "removed"))
+        elif old[i] != new[i]:
+            changes.append(RegionChange("local", i, "modified"))
+    return changes
+
+
+def canvas_from_answer(text: str) -> Canvas | None:
+    """The canvas in an earlier assistant answer (Omost code or canvas JSON), or ``None``.
+
+    Earlier answers come back from clients as they were sent (or edited by people), so they are
+    read leniently; an answer without a canvas is simply not a canvas to edit.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return Canvas.model_validate_json(stripped)
+        except ValueError:
+            return None
+    try:
+        return parse_code(text, strict=False).canvas
+    except (CanvasCodeError, ValueError):
+        return None

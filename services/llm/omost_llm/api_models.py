@@ -1,0 +1,205 @@
+"""Request and response bodies of the HTTP API: OpenAI's names for its shapes, ours otherwise."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from omost_schema import Canvas
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TextPart(BaseModel):
+    """A text part of a message's content list."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    """A message of a chat request (unknown fields such as ``name`` are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        """The content as one string."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``."""
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``.
+
+    Fields OpenAI's clients send that a canvas does not use are ignored; ``n`` must be 1.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class CorrectionOut(BaseModel):
+    """One repair lenient parsing made to what the model wrote."""
+
+    kind: str
+    original: str
+    corrected: str
+    line: int | None = None
+
+
+class RegionChangeOut(BaseModel):
+    """One region that differs from the canvas being edited."""
+
+    region: Literal["global", "local"]
+    index: int | None
+    change: Literal["added", "modified", "removed"]
+
+
+class Usage(BaseModel):
+    """Token counts, OpenAI's shape."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(BaseModel):
+    """Seconds spent: until the first token, and in all."""
+
+    first_token_s: float | None
+    total_s: float
+
+
+class OmostExtra(BaseModel):
+    """The extra field of chat answers: the validated canvas and how it came to be."""
+
+    canvas: Canvas
+    corrections: list[CorrectionOut]
+    changed_regions: list[RegionChangeOut]
+    retries: int
+    output: Literal["code", "json"]
+
+
+class AssistantMessage(BaseModel):
+    """The answer's message."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    """The one choice of an answer."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop"] = "stop"
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    """``chat.completion`` with the ``omost`` extra field."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    omost: OmostExtra
+
+
+class Delta(BaseModel):
+    """A streamed piece of the assistant message."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """The one choice of a chunk."""
+
+    index: int = 0
+    delta: Delta
+    finish_reason: Literal["stop"] | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """``chat.completion.chunk``.
+
+    The chunk with ``finish_reason`` carries ``omost``; the usage chunk has no choices.
+    """
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    omost: OmostExtra | None = None
+
+
+class CanvasRequest(BaseModel):
+    """``POST /v1/canvases``: compose (or edit) one canvas, no chat."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    previous_canvas: Canvas | None = None
+    seed: int | None = None
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+class CanvasResponse(BaseModel):
+    """The canvas as JSON and as Omost code, with corrections, changes, usage and timings."""
+
+    canvas: Canvas
+    code: str
+    corrections: list[CorrectionOut]
+    changed_regions: list[RegionChangeOut]
+    usage: Usage
+    timings: Timings
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "omost-serve"
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """JSON-ready dict of a response model."""
+    return model.model_dump(mode="json")

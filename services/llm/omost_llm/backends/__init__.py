@@ -1,0 +1,1 @@
+"""Token sources behind the ``Backend`` protocol: vLLM, OpenAI-compatible servers, transformers."""

@@ -1,0 +1,197 @@
+"""Backends that call an OpenAI-compatible server over HTTP.
+
+vLLM (the production path), or any other such server: llama.cpp, Ollama, a hosted API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+from omost_llm.config import OutputMode, Settings
+from omost_llm.constraints import decoding_grammar, decoding_json_schema
+from omost_llm.errors import (
+    BackendResponseError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    BadRequestError,
+    LLMServiceError,
+    SaturatedError,
+)
+from omost_llm.protocol import GenerationEnd, GenerationEvent, GenerationRequest, TextDelta
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server.
+
+    JSON mode uses ``response_format`` json_schema when the server offers it; everything else is
+    free text, read leniently by the composer and retried once when invalid.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Configure the HTTP client (connections open lazily)."""
+        self.settings = settings
+        headers = {}
+        if settings.api_key.get_secret_value():
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._client = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
+        )
+        self._warm = False
+
+    @property
+    def constrained(self) -> bool:
+        """JSON mode with json_schema response_format is constrained; free text is not."""
+        return (
+            self.settings.constrained
+            and self.settings.openai_json_schema
+            and self.settings.output is OutputMode.JSON
+        )
+
+    def constraint_fields(self) -> dict[str, Any]:
+        """Request fields that constrain the answer to a canvas."""
+        if not self.constrained:
+            return {}
+        schema = {"name": "canvas", "schema": decoding_json_schema(), "strict": True}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+
+    async def start(self) -> None:
+        """Warm up: one tiny constrained request, so the server compiles the grammar now."""
+        if self.settings.warmup:
+            await self._warm_up()
+
+    async def _warm_up(self) -> None:
+        body = self._body_for("Compose a canvas.", max_tokens=1)
+        try:
+            response = await self._client.post("/v1/chat/completions", json=body)
+            self._warm = response.status_code == 200
+        except httpx.HTTPError:
+            self._warm = False
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def ready(self) -> bool:
+        """The server answers ``/v1/models`` (and warm-up has run when enabled)."""
+        try:
+            response = await self._client.get("/v1/models", timeout=self.settings.connect_timeout_s)
+        except httpx.HTTPError:
+            self._warm = False
+            return False
+        if response.status_code != 200:
+            return False
+        if self.settings.warmup and not self._warm:
+            await self._warm_up()
+        return self._warm or not self.settings.warmup
+
+    def _body_for(self, prompt: str, *, max_tokens: int) -> dict[str, Any]:
+        return {
+            "model": self.settings.upstream_model_id,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens,
+            **self.constraint_fields(),
+        }
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
+        """Stream the upstream answer; leaving early closes the connection, which cancels it."""
+        body: dict[str, Any] = {
+            "model": self.settings.upstream_model_id,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.constraint_fields(),
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = request.stop
+        try:
+            async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise _upstream_error(response, self.settings.retry_after_s)
+                async for event in _events(response):
+                    yield event
+        except httpx.TimeoutException as exc:
+            raise BackendTimeoutError("the upstream server timed out") from exc
+        except httpx.TransportError as exc:
+            raise BackendUnavailableError(
+                f"the upstream server cannot be reached: {type(exc).__name__}",
+                retry_after=self.settings.retry_after_s,
+            ) from exc
+
+
+class VLLMBackend(OpenAIBackend):
+    """vLLM's OpenAI server, constrained in both output modes.
+
+    Code mode sends the canvas grammar as ``structured_outputs``; JSON mode the schema as
+    ``response_format`` json_schema.
+    """
+
+    @property
+    def constrained(self) -> bool:
+        """Both modes are constrained (unless switched off to measure)."""
+        return self.settings.constrained
+
+    def constraint_fields(self) -> dict[str, Any]:
+        """The grammar as vLLM's ``structured_outputs``, or the schema as ``response_format``."""
+        if not self.constrained:
+            return {}
+        if self.settings.output is OutputMode.CODE:
+            return {"structured_outputs": {"grammar": decoding_grammar()}}
+        schema = {"name": "canvas", "schema": decoding_json_schema(), "strict": True}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+
+
+async def _events(response: httpx.Response) -> AsyncGenerator[GenerationEvent, None]:
+    finish: str | None = None
+    usage: dict[str, Any] = {}
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise BackendResponseError("the upstream server sent a malformed event") from exc
+        if "error" in chunk:
+            raise BackendResponseError(f"the upstream server failed: {chunk['error']}")
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield TextDelta(text)
+            finish = choice.get("finish_reason") or finish
+    if finish is None:
+        raise BackendResponseError("the upstream stream ended without a finish reason")
+    yield GenerationEnd(
+        finish,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+    )
+
+
+def _upstream_error(response: httpx.Response, retry_after: int) -> LLMServiceError:
+    message = f"the upstream server answered {response.status_code}: {response.text[:500]}"
+    after = response.headers.get("retry-after")
+    seconds = int(after) if after and after.isdigit() else retry_after
+    if response.status_code == 429:
+        return SaturatedError(message, retry_after=seconds)
+    if response.status_code in (502, 503):
+        return BackendUnavailableError(message, retry_after=seconds)
+    if response.status_code == 504:
+        return BackendTimeoutError(message)
+    if response.status_code == 400:
+        return BadRequestError(message, code="upstream_rejected")
+    return BackendResponseError(message)

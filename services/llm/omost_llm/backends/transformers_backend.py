@@ -1,0 +1,149 @@
+"""In-process backend: a transformers model on CPU or GPU, constrained by xgrammar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from omost_llm.backends.model_loading import load_model
+from omost_llm.backends.token_loop import LoopParams, run_loop
+from omost_llm.config import OutputMode, Settings
+from omost_llm.constraints import decoding_grammar, decoding_json_schema
+from omost_llm.errors import BackendUnavailableError
+from omost_llm.protocol import GenerationEnd, GenerationEvent, GenerationRequest
+
+
+class TransformersBackend:
+    """Generates in this process, one request at a time on a worker thread.
+
+    The model loads and the grammar compiles in ``start()``; each generation gets a fresh
+    ``GrammarMatcher`` over the compiled grammar, so every answer is a canvas by construction.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Configure (nothing is loaded until ``start``)."""
+        self.settings = settings
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omost-llm-gen")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._compiled: Any = None
+        self._vocab_size = 0
+        self._stop_ids: set[int] = set()
+
+    @property
+    def constrained(self) -> bool:
+        """Whether answers are masked by the canvas grammar or schema."""
+        return self.settings.constrained
+
+    async def start(self) -> None:
+        """Load the model and compile the grammar (in the worker thread)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+
+    async def close(self) -> None:
+        """Stop the worker thread and drop the model."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._model = None
+
+    async def ready(self) -> bool:
+        """Whether the model is loaded and the grammar compiled."""
+        return self._model is not None and (self._compiled is not None or not self.constrained)
+
+    def _load(self) -> None:
+        import torch
+        import xgrammar as xgr
+
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        model, tokenizer = load_model(self.settings)
+        self._vocab_size = int(model.config.vocab_size)
+        self._stop_ids = _stop_ids(model, tokenizer)
+        if self.constrained:
+            info = xgr.TokenizerInfo.from_huggingface(
+                tokenizer, vocab_size=self._vocab_size, stop_token_ids=sorted(self._stop_ids)
+            )
+            compiler = xgr.GrammarCompiler(info)
+            if self.settings.output is OutputMode.JSON:
+                self._compiled = compiler.compile_json_schema(
+                    json.dumps(decoding_json_schema()), any_whitespace=False
+                )
+            else:
+                self._compiled = compiler.compile_grammar(decoding_grammar())
+        self._tokenizer = tokenizer
+        self._model = model
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
+        """Stream one answer; closing the iterator stops the decoding loop."""
+        if self._model is None:
+            raise BackendUnavailableError("the model is not loaded yet", retry_after=5)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(event: GenerationEvent | BaseException) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        future = loop.run_in_executor(self._executor, self._run, request, emit, cancel)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, GenerationEnd):
+                    break
+        finally:
+            cancel.set()
+            # The loop notices within one token; do not wait for it while being cancelled.
+            future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+
+    def _run(
+        self,
+        request: GenerationRequest,
+        emit: Any,
+        cancel: threading.Event,
+    ) -> None:
+        import xgrammar as xgr
+
+        try:
+            prompt = self._tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in request.messages],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            prompt_ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            matcher = bitmask = None
+            if self._compiled is not None:
+                matcher = xgr.GrammarMatcher(self._compiled)
+                bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
+            params = LoopParams(
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=request.seed,
+                stop=request.stop,
+            )
+            run_loop(
+                self._model,
+                self._tokenizer,
+                prompt_ids,
+                params,
+                matcher,
+                bitmask,
+                self._stop_ids,
+                emit,
+                cancel,
+            )
+        except Exception as exc:  # reported to the request, whose task raises it
+            emit(exc)
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = model.generation_config.eos_token_id or model.config.eos_token_id
+    stop = set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+    if tokenizer.eos_token_id is not None:
+        stop.add(int(tokenizer.eos_token_id))
+    return {int(i) for i in stop}

@@ -1,0 +1,146 @@
+"""The app factory: settings and backend in, FastAPI app out (nothing happens at import)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError as FastAPIValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from omost_llm.config import Settings
+from omost_llm.errors import (
+    BadRequestError,
+    InternalError,
+    LLMServiceError,
+    ModelNotFoundError,
+    RequestTooLargeError,
+    RequestValidationError,
+)
+from omost_llm.metrics import Metrics
+from omost_llm.protocol import Backend
+from omost_llm.routes import router
+from omost_llm.serving import Composer
+
+_ROUTES = ("/v1/chat/completions", "/v1/canvases", "/v1/models", "/health", "/ready", "/metrics")
+
+
+def error_response(error: LLMServiceError) -> JSONResponse:
+    """The one place where a service error becomes an HTTP answer."""
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(
+        error.to_response().model_dump(mode="json"), status_code=error.status_code, headers=headers
+    )
+
+
+def _validation_error(exc: FastAPIValidationError) -> LLMServiceError:
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    message = f"{'.'.join(location) or 'body'}: {first.get('msg', 'invalid request')}"
+    if first.get("type") == "json_invalid":
+        return BadRequestError(f"the body is not valid JSON: {message}", code="invalid_json")
+    return RequestValidationError(message, param=".".join(location) or None)
+
+
+def _http_error(exc: HTTPException) -> LLMServiceError:
+    if exc.status_code == 404:
+        return ModelNotFoundError(str(exc.detail))
+    if exc.status_code == 405:
+        return BadRequestError(str(exc.detail), code="method_not_allowed")
+    return BadRequestError(str(exc.detail))
+
+
+class LimitsAndMetricsMiddleware:
+    """Refuse bodies over the size limit before reading them; count and time every answer."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        """Wrap ``app``."""
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = scope["path"] if scope["path"] in _ROUTES else "other"
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.metrics.requests.labels(route, str(status["code"])).inc()
+                self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+        length = dict(scope["headers"]).get(b"content-length")
+        if (
+            length is not None
+            and length.isdigit()
+            and int(length) > self.settings.max_request_bytes
+        ):
+            error = RequestTooLargeError(
+                f"the body has {int(length)} bytes; the limit is {self.settings.max_request_bytes}"
+            )
+            await error_response(error)(scope, receive, send_counted)
+            return
+        await self.app(scope, receive, send_counted)
+
+
+def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: The service settings, built once at start-up.
+        backend: The token source; by default the one ``settings.backend`` names.
+
+    Returns:
+        The app. Its lifespan starts (warms up) the backend and closes it.
+    """
+    if backend is None:
+        from omost_llm.backends.factory import make_backend
+
+        backend = make_backend(settings)
+    metrics = Metrics()
+    composer = Composer(backend, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await composer.backend.start()
+        try:
+            yield
+        finally:
+            await composer.backend.close()
+
+    app = FastAPI(title="omost-llm", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.composer = composer
+    app.state.started = int(time.time())
+    app.include_router(router)
+
+    @app.exception_handler(LLMServiceError)
+    async def on_service_error(request: Request, exc: LLMServiceError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(FastAPIValidationError)
+    async def on_validation_error(request: Request, exc: FastAPIValidationError) -> JSONResponse:
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(_http_error(exc))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(InternalError(f"internal error: {type(exc).__name__}"))
+
+    app.add_middleware(LimitsAndMetricsMiddleware, settings=settings, metrics=metrics)
+    return app

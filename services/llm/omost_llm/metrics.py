@@ -1,0 +1,54 @@
+"""Prometheus metrics of one app instance, in a registry of its own (no process-wide state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 600)
+
+
+class Metrics:
+    """Requests, latencies, time to first token, tokens, invalid outputs and retries."""
+
+    def __init__(self) -> None:
+        """Create the collectors in a fresh registry."""
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "omost_llm_requests",
+            "HTTP requests by route and status code.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "omost_llm_request_latency_seconds",
+            "Time to the complete answer, by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "omost_llm_time_to_first_token_seconds",
+            "Time from request to the first generated text.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "omost_llm_tokens",
+            "Tokens processed, by kind (prompt, completion).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.invalid_outputs = Counter(
+            "omost_llm_invalid_outputs",
+            "Backend answers that were not valid canvases.",
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "omost_llm_retries",
+            "Generations retried with the parse error fed back.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The exposition text for ``GET /metrics``."""
+        return generate_latest(self.registry)

@@ -1,0 +1,102 @@
+"""The seam between the service and whatever produces tokens: one Protocol, plain records."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from omost_llm.config import OutputMode
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One turn of the conversation the backend sees."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate: the full conversation (system prompt included) and sampling settings.
+
+    Attributes:
+        messages: The conversation, system prompt first.
+        output: ``code`` (Omost code under the canvas grammar) or ``json`` (canvas JSON).
+        max_tokens: Most new tokens; running out is a failure (a cut canvas is no canvas).
+        temperature: Sampling temperature; 0 is greedy.
+        top_p: Nucleus sampling mass.
+        seed: Sampling seed, for repeatable answers.
+        stop: Extra stop strings.
+    """
+
+    messages: list[ChatMessage]
+    output: OutputMode
+    max_tokens: int
+    temperature: float = 0.6
+    top_p: float = 0.9
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationEnd:
+    """The last event of a generation.
+
+    Attributes:
+        finish_reason: ``stop`` when the model finished, ``length`` when it ran out of tokens.
+        prompt_tokens: Tokens of the prompt.
+        completion_tokens: Tokens generated.
+    """
+
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+GenerationEvent = TextDelta | GenerationEnd
+
+
+class Backend(Protocol):
+    """A token source: vLLM, any OpenAI-compatible server, or an in-process model.
+
+    ``constrained`` says whether the output is valid by construction (grammar or schema enforced);
+    an unconstrained backend's answer is parsed leniently and retried once when invalid.
+    """
+
+    @property
+    def constrained(self) -> bool:
+        """Whether decoding is constrained to valid canvases in ``output`` mode."""
+        ...
+
+    async def start(self) -> None:
+        """Connect, load and warm up (compile the grammar); called once at start-up."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections, threads and models."""
+        ...
+
+    async def ready(self) -> bool:
+        """Whether the backend is reachable and warmed up now."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
+        """Stream the answer: text deltas, then exactly one ``GenerationEnd``.
+
+        Closing the iterator early (a client went away) must cancel the generation upstream.
+
+        Raises:
+            LLMServiceError: One of the service's errors (unavailable, saturated, timeout...).
+        """
+        ...

@@ -1,0 +1,333 @@
+"""The composer: conversation in, validated canvas out, over any backend.
+
+Constrained backends in ``code`` mode stream their tokens live (valid by construction, checked by
+the strict parser at the end). Everything else is generated in full, read (leniently when the
+backend is unconstrained), retried once with the parse error fed back, and then sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from omost_schema import Canvas, Correction
+
+from omost_llm.answer import (
+    ANSWER_PREFIX,
+    RegionChange,
+    canvas_from_answer,
+    changed_regions,
+    closing_fence,
+    wrap_code,
+)
+from omost_llm.canvas_output import InvalidCanvasError, ParsedOutput, read_output, retry_feedback
+from omost_llm.config import OutputMode, Settings
+from omost_llm.errors import (
+    AnswerTooLongError,
+    BackendResponseError,
+    BackendTimeoutError,
+    SaturatedError,
+)
+from omost_llm.metrics import Metrics
+from omost_llm.prompt import json_instruction, omost_system_prompt
+from omost_llm.protocol import (
+    Backend,
+    ChatMessage,
+    GenerationEnd,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What the backend sees, and the canvas being edited (the last one in the history)."""
+
+    messages: list[ChatMessage]
+    previous: Canvas | None
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling settings."""
+
+    max_tokens: int
+    temperature: float = 0.6
+    top_p: float = 0.9
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A finished answer: the canvas, its code, the chat content and the accounting."""
+
+    canvas: Canvas
+    code: str
+    content: str
+    corrections: list[Correction]
+    changes: list[RegionChange]
+    retries: int
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_s: float | None
+    total_s: float
+
+
+@dataclass
+class _Attempt:
+    text: str = ""
+    end: GenerationEnd | None = None
+    first_token_s: float | None = None
+
+
+class Composer:
+    """Builds prompts, runs the backend under limits, and validates every answer.
+
+    Args:
+        backend: The token source.
+        settings: Service settings (output mode, limits, timeouts).
+        metrics: Where to count tokens, invalid outputs and retries.
+    """
+
+    def __init__(self, backend: Backend, settings: Settings, metrics: Metrics) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self._waiting = 0
+
+    @property
+    def output(self) -> OutputMode:
+        """The output mode of every generation."""
+        return self.settings.output
+
+    @property
+    def streams_live(self) -> bool:
+        """Whether tokens go to the client as they come (constrained Omost code only)."""
+        return self.backend.constrained and self.output is OutputMode.CODE
+
+    def system_prompt(self, client_prompt: str | None = None) -> str:
+        """The system prompt: the client's if it sent one, else Omost's; plus the JSON rules."""
+        prompt = client_prompt or omost_system_prompt()
+        return prompt + json_instruction() if self.output is OutputMode.JSON else prompt
+
+    def conversation(self, turns: Sequence[tuple[str, str]]) -> Conversation:
+        """Build the backend's conversation from a chat history of ``(role, text)`` turns.
+
+        Earlier assistant answers are the canvases being edited: in ``json`` mode they are sent
+        back as canvas JSON, the form the model writes.
+        """
+        system = [text for role, text in turns if role in ("system", "developer")]
+        messages = [ChatMessage("system", self.system_prompt("\n\n".join(system) or None))]
+        previous: Canvas | None = None
+        for role, text in turns:
+            if role == "assistant":
+                canvas = canvas_from_answer(text)
+                previous = canvas or previous
+                if canvas is not None and self.output is OutputMode.JSON:
+                    text = canvas.model_dump_json()
+                messages.append(ChatMessage("assistant", text))
+            elif role == "user":
+                messages.append(ChatMessage("user", text))
+        return Conversation(messages=messages, previous=previous)
+
+    def canvas_conversation(self, prompt: str, previous: Canvas | None) -> Conversation:
+        """The conversation of ``POST /v1/canvases``: a canvas to edit (if any), then the prompt."""
+        turns: list[tuple[str, str]] = []
+        if previous is not None:
+            earlier = previous.model_dump_json() if self.output is OutputMode.JSON else None
+            turns += [("user", "Compose a canvas."), ("assistant", earlier or previous.to_code())]
+        turns.append(("user", prompt))
+        return self.conversation(turns)
+
+    async def compose(self, conversation: Conversation, params: SamplingParams) -> Composition:
+        """Generate and validate one canvas (no streaming)."""
+        result: Composition | None = None
+        async with aclosing(self.stream(conversation, params)) as items:
+            async for item in items:
+                if isinstance(item, Composition):
+                    result = item
+        assert result is not None  # stream() always ends with a Composition or raises
+        return result
+
+    async def stream(
+        self, conversation: Conversation, params: SamplingParams
+    ) -> AsyncGenerator[str | Composition, None]:
+        """Yield the answer's content pieces, then the finished ``Composition``.
+
+        Raises:
+            LLMServiceError: Saturated, timed out, too long, or invalid after the retry.
+        """
+        start = time.perf_counter()
+        async with self._slot():
+            if self.streams_live:
+                async with aclosing(self._stream_live(conversation, params, start)) as items:
+                    async for item in items:
+                        yield item
+            else:
+                composition = await self._generate_checked(conversation, params, start)
+                yield composition.content
+                yield composition
+
+    async def _stream_live(
+        self, conversation: Conversation, params: SamplingParams, start: float
+    ) -> AsyncGenerator[str | Composition, None]:
+        attempt = _Attempt()
+        # Send the answer's sentence and fence first, then the code as the model writes it.
+        yield ANSWER_PREFIX
+        async with aclosing(self._run(conversation.messages, params, start, attempt)) as pieces:
+            async for piece in pieces:
+                yield piece
+        suffix = closing_fence(attempt.text)
+        yield suffix
+        parsed = self._check(attempt, strict=True)
+        content = ANSWER_PREFIX + attempt.text + suffix
+        yield self._finish(conversation, parsed, content, [attempt], start)
+
+    async def _generate_checked(
+        self, conversation: Conversation, params: SamplingParams, start: float
+    ) -> Composition:
+        messages = list(conversation.messages)
+        attempts: list[_Attempt] = []
+        strict = self.backend.constrained
+        while True:
+            attempt = _Attempt()
+            attempts.append(attempt)
+            async with aclosing(self._run(messages, params, start, attempt)) as pieces:
+                async for _ in pieces:
+                    pass
+            try:
+                parsed = self._check(attempt, strict=strict)
+            except BackendResponseError as exc:
+                if strict or len(attempts) > 1:
+                    raise
+                self.metrics.retries.inc()
+                error = InvalidCanvasError(exc.message)
+                messages += [
+                    ChatMessage("assistant", attempt.text),
+                    ChatMessage("user", retry_feedback(error, self.output)),
+                ]
+                continue
+            content = wrap_code(parsed.code)
+            return self._finish(conversation, parsed, content, attempts, start)
+
+    async def _run(
+        self, messages: list[ChatMessage], params: SamplingParams, start: float, attempt: _Attempt
+    ) -> AsyncGenerator[str, None]:
+        request = GenerationRequest(
+            messages=messages,
+            output=self.output,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=params.stop,
+        )
+        deadline = start + self.settings.request_timeout_s
+        events = self.backend.generate(request)
+        try:
+            while True:
+                event = await self._next_event(events, deadline)
+                if event is None:
+                    break
+                if isinstance(event, TextDelta):
+                    if attempt.first_token_s is None and event.text:
+                        attempt.first_token_s = time.perf_counter() - start
+                        self.metrics.first_token.observe(attempt.first_token_s)
+                    attempt.text += event.text
+                    yield event.text
+                else:
+                    attempt.end = event
+        finally:
+            # Closing the backend's iterator is what cancels the generation upstream.
+            await events.aclose()
+        self._count_tokens(attempt)
+
+    async def _next_event(
+        self, events: AsyncIterator[GenerationEvent], deadline: float
+    ) -> GenerationEvent | None:
+        remaining = deadline - time.perf_counter()
+        try:
+            return await asyncio.wait_for(anext(events), timeout=max(remaining, 0.0))
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            raise BackendTimeoutError(
+                f"the backend took longer than {self.settings.request_timeout_s:g} s"
+            ) from exc
+
+    def _count_tokens(self, attempt: _Attempt) -> None:
+        if attempt.end is not None:
+            self.metrics.tokens.labels("prompt").inc(attempt.end.prompt_tokens)
+            self.metrics.tokens.labels("completion").inc(attempt.end.completion_tokens)
+
+    def _check(self, attempt: _Attempt, *, strict: bool) -> ParsedOutput:
+        if attempt.end is None:
+            self.metrics.invalid_outputs.inc()
+            raise BackendResponseError("the backend stream ended without a finish reason")
+        if attempt.end.finish_reason == "length":
+            self.metrics.invalid_outputs.inc()
+            raise AnswerTooLongError(
+                f"the canvas did not fit in max_tokens={attempt.end.completion_tokens}; "
+                "raise max_tokens",
+                param="max_tokens",
+            )
+        try:
+            return read_output(attempt.text, self.output, strict=strict)
+        except InvalidCanvasError as exc:
+            self.metrics.invalid_outputs.inc()
+            raise BackendResponseError(
+                f"the backend's answer is not a valid canvas: {exc}"
+            ) from exc
+
+    def _finish(
+        self,
+        conversation: Conversation,
+        parsed: ParsedOutput,
+        content: str,
+        attempts: list[_Attempt],
+        start: float,
+    ) -> Composition:
+        ends = [a.end for a in attempts if a.end is not None]
+        return Composition(
+            canvas=parsed.canvas,
+            code=parsed.code,
+            content=content,
+            corrections=parsed.corrections,
+            changes=changed_regions(conversation.previous, parsed.canvas),
+            retries=len(attempts) - 1,
+            prompt_tokens=sum(e.prompt_tokens for e in ends),
+            completion_tokens=sum(e.completion_tokens for e in ends),
+            first_token_s=attempts[0].first_token_s,
+            total_s=time.perf_counter() - start,
+        )
+
+    def _slot(self) -> _Slot:
+        if self._slots.locked() and self._waiting >= self.settings.max_queue:
+            raise SaturatedError(
+                "too many requests are running; retry shortly",
+                retry_after=self.settings.retry_after_s,
+            )
+        return _Slot(self)
+
+
+class _Slot:
+    """One generation slot, counting waiters so the queue stays bounded."""
+
+    def __init__(self, composer: Composer) -> None:
+        self._composer = composer
+
+    async def __aenter__(self) -> None:
+        self._composer._waiting += 1
+        try:
+            await self._composer._slots.acquire()
+        finally:
+            self._composer._waiting -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._composer._slots.release()

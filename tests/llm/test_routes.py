@@ -1,0 +1,256 @@
+"""The HTTP API against a scripted backend, driven by the official openai SDK over a real server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+from omost_llm.config import OutputMode, Settings
+from omost_llm.errors import BackendUnavailableError, SaturatedError
+from omost_llm.main import create_app
+from omost_schema import Canvas
+
+from .conftest import serve_app
+from .fakes import FakeBackend, make_canvas
+
+USER = [{"role": "user", "content": "a dragon over a castle"}]
+
+
+@pytest.fixture
+def fake() -> FakeBackend:
+    return FakeBackend()
+
+
+@pytest.fixture
+def service(
+    fake: FakeBackend, settings_factory: Callable[..., Settings], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    overrides = getattr(request, "param", {})
+    with serve_app(create_app(settings_factory(**overrides), fake)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(service: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{service}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def test_chat_returns_omost_answer_and_canvas(client: openai.OpenAI, fake: FakeBackend) -> None:
+    answer = client.chat.completions.create(model="test-model", messages=USER, seed=3)  # type: ignore[arg-type]
+    content = answer.choices[0].message.content or ""
+    assert content.startswith("Here is the canvas")
+    assert "```python\n# Initialize the canvas" in content
+    assert content.endswith("```")
+    assert Canvas.from_code(content, strict=True) == make_canvas()
+    extra = answer.model_extra or {}
+    assert Canvas.model_validate(extra["omost"]["canvas"]) == make_canvas()
+    assert extra["omost"]["changed_regions"][0] == {
+        "region": "global",
+        "index": None,
+        "change": "added",
+    }
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == 10
+    assert answer.choices[0].finish_reason == "stop"
+    sent = fake.requests[0]
+    assert sent.messages[0].role == "system"
+    assert "class Canvas" in sent.messages[0].content
+    assert sent.seed == 3
+    assert sent.temperature == 0.6
+    assert sent.top_p == 0.9
+
+
+def test_chat_stream_sends_chunks_usage_and_done(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="test-model",
+        messages=USER,  # type: ignore[arg-type]
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert Canvas.from_code(text, strict=True) == make_canvas()
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 3
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    assert len(final) == 1
+    assert "omost" in (final[0].model_extra or {})
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_multi_turn_edit_reports_changed_region(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.outputs = [make_canvas("blue").to_code()]
+    messages = [
+        *USER,
+        {"role": "assistant", "content": f"Sure.\n```python\n{make_canvas().to_code()}```"},
+        {"role": "user", "content": "make the dragon blue"},
+    ]
+    answer = client.chat.completions.create(model="test-model", messages=messages)  # type: ignore[arg-type]
+    extra = (answer.model_extra or {})["omost"]
+    assert extra["changed_regions"] == [{"region": "local", "index": 0, "change": "modified"}]
+    assert [m.role for m in fake.requests[0].messages] == ["system", "user", "assistant", "user"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"model": "other"}, openai.NotFoundError),
+        ({"n": 2}, openai.BadRequestError),
+        ({"max_tokens": 10**6}, openai.BadRequestError),
+        ({"temperature": 5.0}, openai.UnprocessableEntityError),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, openai.BadRequestError),
+        ({"messages": USER * 100}, openai.BadRequestError),
+        ({"messages": [{"role": "user", "content": "x" * 1_100_000}]}, openai.APIStatusError),
+    ],
+)
+def test_bad_requests_get_openai_errors(
+    client: openai.OpenAI, kwargs: dict[str, object], error: type[openai.APIStatusError]
+) -> None:
+    request: dict[str, object] = {"model": "test-model", "messages": USER, **kwargs}
+    with pytest.raises(error) as caught:
+        client.chat.completions.create(**request)  # type: ignore[call-overload]
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert {"message", "type", "code"} <= set(body)
+    assert caught.value.status_code in (400, 404, 413, 422)
+
+
+def test_saturated_backend_answers_429_with_retry_after(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.error = SaturatedError("busy", retry_after=7)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    assert caught.value.response.headers["retry-after"] == "7"
+
+
+def test_unavailable_backend_answers_503_before_streaming(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.error = BackendUnavailableError("down", retry_after=1)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="test-model", messages=USER, stream=True)  # type: ignore[arg-type]
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["retry-after"] == "1"
+
+
+def test_length_finish_is_an_error(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.finish_reason = "length"
+    with pytest.raises(openai.UnprocessableEntityError, match="max_tokens"):
+        client.chat.completions.create(model="test-model", messages=USER, max_tokens=20)  # type: ignore[arg-type]
+
+
+def test_unconstrained_invalid_answer_is_retried_with_the_error(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.constrained = False
+    fake.outputs = ["canvas = Canvas(\n", make_canvas().to_code()]
+    answer = client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    assert (answer.model_extra or {})["omost"]["retries"] == 1
+    retry = fake.requests[1].messages
+    assert retry[-2].content == "canvas = Canvas(\n"
+    assert retry[-1].role == "user"
+    assert "not a valid canvas" in retry[-1].content
+
+
+def test_unconstrained_invalid_twice_is_502(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.constrained = False
+    fake.outputs = ["no canvas here"]
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    assert caught.value.status_code == 502
+    assert len(fake.requests) == 2
+
+
+def test_unconstrained_near_miss_names_are_corrected(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.constrained = False
+    fake.outputs = [make_canvas().to_code().replace("'in the center'", "'in the centre'")]
+    answer = client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    extra = (answer.model_extra or {})["omost"]
+    assert extra["retries"] == 0
+    assert {"original": "in the centre", "corrected": "in the center"}.items() <= extra[
+        "corrections"
+    ][0].items()
+    assert Canvas.from_code(answer.choices[0].message.content or "", strict=True) == make_canvas()
+
+
+def test_concurrent_requests_all_succeed(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.delay_s = 0.005
+
+    def one(seed: int) -> str:
+        answer = client.chat.completions.create(model="test-model", messages=USER, seed=seed)  # type: ignore[arg-type]
+        return answer.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(8) as pool:
+        contents = list(pool.map(one, range(16)))
+    assert all(Canvas.from_code(c, strict=True) == make_canvas() for c in contents)
+    assert sorted(r.seed for r in fake.requests) == list(range(16))
+
+
+def test_client_disconnect_cancels_generation(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.delay_s = 0.05
+    stream = client.chat.completions.create(model="test-model", messages=USER, stream=True)  # type: ignore[arg-type]
+    for _ in range(3):
+        next(iter(stream))
+    stream.close()
+    deadline = time.monotonic() + 20
+    while fake.cancelled == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.cancelled == 1
+    assert fake.completed == 0
+
+
+def test_ready_flips_with_the_backend(service: str, fake: FakeBackend) -> None:
+    assert httpx.get(f"{service}/ready").status_code == 200
+    fake.is_ready = False
+    down = httpx.get(f"{service}/ready")
+    assert down.status_code == 503
+    assert down.json()["error"]["code"] == "backend_unavailable"
+    assert "retry-after" in down.headers
+    fake.is_ready = True
+    assert httpx.get(f"{service}/ready").status_code == 200
+    assert httpx.get(f"{service}/health").json() == {"status": "ok"}
+
+
+def test_canvases_route_returns_json_and_code(service: str, fake: FakeBackend) -> None:
+    fake.outputs = [make_canvas("blue").to_code()]
+    body = {"prompt": "make it blue", "previous_canvas": make_canvas().model_dump(), "seed": 1}
+    answer = httpx.post(f"{service}/v1/canvases", json=body, timeout=30).json()
+    assert Canvas.model_validate(answer["canvas"]) == make_canvas("blue")
+    assert Canvas.from_code(answer["code"], strict=True) == make_canvas("blue")
+    assert answer["changed_regions"] == [{"region": "local", "index": 0, "change": "modified"}]
+    assert answer["usage"]["total_tokens"] > 0
+    assert answer["timings"]["total_s"] > 0
+    assert fake.requests[0].messages[-2].role == "assistant"
+
+
+def test_canvases_route_rejects_unknown_fields(service: str) -> None:
+    answer = httpx.post(f"{service}/v1/canvases", json={"prompt": "x", "colour": 1})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_models_and_metrics(client: openai.OpenAI, service: str) -> None:
+    assert [m.id for m in client.models.list()] == ["test-model"]
+    client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    metrics = httpx.get(f"{service}/metrics").text
+    assert 'omost_llm_requests_total{route="/v1/chat/completions",status="200"} 1.0' in metrics
+    assert "omost_llm_time_to_first_token_seconds_count 1.0" in metrics
+    assert 'omost_llm_tokens_total{kind="prompt"} 10.0' in metrics
+
+
+@pytest.mark.parametrize("service", [{"output": OutputMode.JSON}], indirect=True)
+def test_json_mode_prints_omost_code(client: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.outputs = [make_canvas().model_dump_json()]
+    answer = client.chat.completions.create(model="test-model", messages=USER, stream=True)  # type: ignore[arg-type]
+    text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
+    assert Canvas.from_code(text, strict=True) == make_canvas()
+    assert "JSON schema" in fake.requests[0].messages[0].content
