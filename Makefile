@@ -24,6 +24,7 @@ install: $(STAMP)
 
 test: install
 	@scripts/ensure-redis.sh
+	@scripts/ensure-browser.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

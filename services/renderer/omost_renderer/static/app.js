@@ -278,6 +278,8 @@ class App {
     this.banner("");
     const previous = this.changes;
     this.changes = [];
+    let latest = "";
+    let frame = null;
     try {
       const { text, omost } = await streamChat({
         model: this.model,
@@ -285,9 +287,16 @@ class App {
         seed: seedText === "" ? null : Number(seedText),
         signal: this.abort.signal,
         onText: (sofar) => {
-          const scan = scanCanvas(sofar);
-          showStreaming(bubble, scan, sofar.length);
-          if (scan.global) this.redraw(scan);
+          // Pieces arrive faster than frames: draw at most once per frame, the latest text.
+          latest = sofar;
+          if (frame === null) {
+            frame = requestAnimationFrame(() => {
+              frame = null;
+              const scan = scanCanvas(latest);
+              showStreaming(bubble, scan, latest.length);
+              if (scan.global) this.redraw(scan);
+            });
+          }
         },
       });
       if (!omost) throw new Error("The answer held no valid canvas.");
@@ -303,6 +312,7 @@ class App {
       if (error.name !== "AbortError") this.banner(message);
       this.redraw();
     } finally {
+      if (frame !== null) cancelAnimationFrame(frame);
       this.abort = null;
       this.setBusy(false);
     }
