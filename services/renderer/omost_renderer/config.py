@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     llm_url: str = Field(
         default="http://localhost:8001", description="Base URL of the LLM service (`omost-llm`)."
     )
+    llm_seed: int | None = Field(
+        default=None, description="Seed sent with every canvas request (reproducible canvases)."
+    )
     llm_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one LLM call.")
     images_timeout_s: float = Field(
         default=600.0, gt=0, description="How long `/v1/images/generations` waits for a render."

@@ -74,7 +74,10 @@ def _parse_size(size: str) -> tuple[int, int]:
 async def _compose(state: ServiceState, prompt: str) -> Canvas:
     """Ask the LLM service for a canvas."""
     try:
-        response = await state.http.post("/v1/canvases", json={"prompt": prompt})
+        payload: dict[str, object] = {"prompt": prompt}
+        if state.settings.llm_seed is not None:
+            payload["seed"] = state.settings.llm_seed
+        response = await state.http.post("/v1/canvases", json=payload)
     except httpx.HTTPError as error:
         raise UpstreamError(f"the LLM service is unreachable: {error}") from error
     if response.status_code != 200:
