@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -113,7 +114,7 @@ class ThreadServer:
     """A uvicorn server in a thread of the test process (for the fake LLM)."""
 
     def __init__(self, app: object, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -139,8 +140,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         redis = processes.start(
             "redis",
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", str(folder)],
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
             {},
         )
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -186,7 +198,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 url = f"http://127.0.0.1:{port}"
                 assert wait_ready(f"{url}/health", apis[name], STARTUP_S), f"api-{name} not up"
             assert wait_ready(f"http://127.0.0.1:{fake_port}/ready", None, 30), "fake LLM not up"
-            assert redis.poll() is None and worker.poll() is None
+            assert redis.poll() is None
+            assert worker.poll() is None
             yield Stack(
                 real=f"http://127.0.0.1:{api_ports['real']}",
                 fake=f"http://127.0.0.1:{api_ports['fake']}",
@@ -201,21 +214,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     executable = os.environ.get("OMOST_CHROMIUM", "/usr/bin/chromium")
     if not Path(executable).exists():
         pytest.skip(f"no Chromium at {executable} (scripts/ensure-browser.sh installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
 
 @pytest.fixture
-def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh page; its console errors are collected and a screenshot is saved at the end."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1000})  # type: ignore[attr-defined]
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.errors = []  # uncaught exceptions in the page: always a defect
@@ -227,7 +239,7 @@ def page(browser: object, request: pytest.FixtureRequest) -> Iterator[object]:
     assert page.errors == [], f"uncaught errors in the page: {page.errors}"
 
 
-def open_page(page: object, url: str) -> None:
+def open_page(page: Page, url: str) -> None:
     """Load the page and wait until it has its vocabulary."""
-    page.goto(url)  # type: ignore[attr-defined]
-    page.wait_for_selector("body[data-ready=true]")  # type: ignore[attr-defined]
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")

@@ -8,6 +8,7 @@ from fake_llm import BATTLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omost_schema import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS, Canvas, pixel_rect
+from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,7 @@ locals_strategy = st.lists(
 )
 
 
-def test_sketch_in_the_browser_matches_the_schema_byte_for_byte(stack: Stack, page: object) -> None:
+def test_sketch_in_the_browser_matches_the_schema_byte_for_byte(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
 
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
@@ -50,20 +51,21 @@ def test_sketch_in_the_browser_matches_the_schema_byte_for_byte(stack: Stack, pa
         data["local_descriptions"] = local_list
         canvas = Canvas.model_validate(data)
         expected = canvas.process().initial_image.reshape(-1).tolist()
-        assert page.evaluate(SKETCH_JS, canvas.model_dump()) == expected  # type: ignore[attr-defined]
+        assert page.evaluate(SKETCH_JS, canvas.model_dump()) == expected
 
     check()
 
 
-def test_pixel_boxes_in_the_browser_match_the_schema(stack: Stack, page: object) -> None:
+def test_pixel_boxes_in_the_browser_match_the_schema(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
-    got = page.evaluate(  # type: ignore[attr-defined]
+    got = page.evaluate(
         """async () => {
           const { pixelRect } = await import('/static/sketch.js');
           const vocab = await (await fetch('/v1/schema/vocabulary')).json();
+          const RECTS = [[0, 90, 0, 90], [15, 75, 5, 45], [20, 70, 35, 85], [45, 90, 40, 50]];
           const out = [];
           for (const size of [[896, 1152], [100, 30], [513, 77]]) {
-            for (const rect of [[0, 90, 0, 90], [15, 75, 5, 45], [20, 70, 35, 85], [45, 90, 40, 50]]) {
+            for (const rect of RECTS) {
               out.push(pixelRect(vocab, rect, size[0], size[1]));
             }
           }
@@ -85,10 +87,10 @@ SCAN_JS = """async (text) => {
 }"""
 
 
-def test_scanner_reads_a_whole_answer_as_the_schema_does(stack: Stack, page: object) -> None:
+def test_scanner_reads_a_whole_answer_as_the_schema_does(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
     answer = f"Sure.\n\n```python\n{BATTLE.to_code()}```\nDone."
-    scan = page.evaluate(SCAN_JS, answer)  # type: ignore[attr-defined]
+    scan = page.evaluate(SCAN_JS, answer)
     assert scan["complete"] is True
     glob = {k: v for k, v in scan["global"].items() if k not in ("complete", "partialFields")}
     assert glob == BATTLE.global_description.model_dump()
@@ -99,11 +101,11 @@ def test_scanner_reads_a_whole_answer_as_the_schema_does(stack: Stack, page: obj
     assert locals_ == [local.model_dump() for local in BATTLE.local_descriptions]
 
 
-def test_scanner_keeps_what_a_cut_off_call_already_holds(stack: Stack, page: object) -> None:
+def test_scanner_keeps_what_a_cut_off_call_already_holds(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
     code = BATTLE.to_code()
     cut = code.index("description='A group of fierce")
-    scan = page.evaluate(SCAN_JS, code[: cut + len("description='A group of fi")])  # type: ignore[attr-defined]
+    scan = page.evaluate(SCAN_JS, code[: cut + len("description='A group of fi")])
     assert scan["complete"] is False
     assert len(scan["locals"]) == 2
     last = scan["locals"][1]
@@ -114,13 +116,13 @@ def test_scanner_keeps_what_a_cut_off_call_already_holds(stack: Stack, page: obj
     assert "HTML_web_color_name" not in last
 
 
-def test_scanner_reads_unescaped_inner_quotes_as_omost_meant(stack: Stack, page: object) -> None:
+def test_scanner_reads_unescaped_inner_quotes_as_omost_meant(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
     code = (
         "canvas = Canvas()\ncanvas.set_global_description(description='A sign with the 'O' "
         "letter.', detailed_descriptions=['It's big.'], tags='sign', HTML_web_color_name='red')\n"
     )
-    scan = page.evaluate(SCAN_JS, code)  # type: ignore[attr-defined]
+    scan = page.evaluate(SCAN_JS, code)
     assert scan["global"]["description"] == "A sign with the 'O' letter."
     assert scan["global"]["detailed_descriptions"] == ["It's big."]
     assert scan["global"]["HTML_web_color_name"] == "red"
