@@ -20,7 +20,6 @@ from omost_renderer.api.images import router as images_router
 from omost_renderer.api.renders import router as renders_router
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.api.web import include_web
-from omost_renderer.api.web import include_web
 from omost_renderer.config import Settings
 from omost_renderer.errors import (
     BackendUnavailableError,
