@@ -236,15 +236,20 @@ class Worker:
 
     def _on_step(self, job: StartedJob) -> StepCallback:
         every = self.settings.preview_every
+        # The pipeline decides when a preview is worth computing; this only thins them out so
+        # that events carry at most one preview per ``every`` steps (and always the last one).
+        last_preview = 0
 
         def on_step(step: int, total: int, preview: Image.Image | None) -> None:
+            nonlocal last_preview
             if self._fenced:
                 raise FencedOutError(job.claim.job_id)
             if self._release_at is not None and time.monotonic() >= self._release_at:
                 raise JobReleasedError(job.claim.job_id)
             preview_url = None
-            if preview is not None and every and (step % every == 0 or step == total):
+            if preview is not None and every and (step - last_preview >= every or step == total):
                 preview_url = encode_preview(preview, self.settings.preview_size)
+                last_preview = step
             outcome = self.queue.progress(job, step, total, preview_url)
             if outcome == "cancel":
                 raise JobCanceledError(job.claim.job_id)
