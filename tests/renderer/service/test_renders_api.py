@@ -170,3 +170,28 @@ def test_health_ready_and_metrics(
     assert "omost_render_wait_seconds_count 1.0" in text
     assert "omost_render_run_seconds_count 1.0" in text
     assert "omost_render_dead_letters 0.0" in text
+
+
+def test_submit_as_omost_code_renders_the_same_canvas(client: TestClient) -> None:
+    from omost_schema import Canvas
+
+    code = Canvas.model_validate(canvas_json("from code")).to_code()
+    job = client.post("/v1/renders", json={"code": code, "width": 64, "height": 64})
+    assert job.status_code == 202
+    sketch = client.get(f"/v1/renders/{job.json()['id']}/sketch")
+    assert Image.open(io.BytesIO(sketch.content)).size == (64, 64)
+    broken = client.post("/v1/renders", json={"code": "canvas = Canvas()\nimport os"})
+    assert broken.status_code == 400
+    assert broken.json()["error"]["param"] == "code"
+
+
+def test_redis_down_answers_503_on_submit(tmp_path: object) -> None:
+    from service_support import free_port
+
+    settings = make_settings(f"redis://127.0.0.1:{free_port()}/0", tmp_path / "r")  # type: ignore[operator]
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/renders", json=body())
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"]["code"] == "backend_unavailable"
+        assert client.get("/health").status_code == 200
