@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from conftest import Stack, open_page
+from fake_llm import BATTLE
 from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
@@ -77,8 +79,6 @@ def test_cancel_stops_a_render(stack: Stack, page: Page) -> None:
     # The broken API's queue has no worker: the job waits, so cancel always finds it queued.
     open_page(page, stack.broken)
     page.click("[data-tab=code]")
-    from fake_llm import BATTLE
-
     page.fill("#code", BATTLE.to_code())
     page.click("#apply-code")
     page.wait_for_selector("body[data-canvas=valid]")
@@ -92,20 +92,20 @@ def test_cancel_stops_a_render(stack: Stack, page: Page) -> None:
 
 
 def test_queue_full_is_a_clear_message(stack: Stack, page: Page) -> None:
-    open_page(page, stack.broken)
-    page.click("[data-tab=code]")
-    from fake_llm import BATTLE
-
-    page.fill("#code", BATTLE.to_code())
-    page.click("#apply-code")
-    page.wait_for_selector("body[data-canvas=valid]")
-    set_params(page, width="64", height="64", steps="2")
-    page.click("#render")  # fills the backlog of one
-    page.wait_for_function("document.getElementById('job-status').textContent.startsWith('queued')")
-    page.evaluate("document.getElementById('render').disabled = false")
-    page.click("#render")
-    page.wait_for_selector("#banner:not([hidden])")
-    assert "The render queue is full" in page.inner_text("#banner")
-    # Free the backlog again for the other tests.
-    page.click("#cancel")
-    page.wait_for_function("document.getElementById('job-status').textContent === 'canceled'")
+    # The broken API's backlog is one job and no worker serves it: one job from outside fills it.
+    body = {"canvas": BATTLE.model_dump(), "width": 64, "height": 64, "steps": 2}
+    blocker = httpx.post(f"{stack.broken}/v1/renders", json=body, timeout=10).json()
+    try:
+        open_page(page, stack.broken)
+        page.click("[data-tab=code]")
+        page.fill("#code", BATTLE.to_code())
+        page.click("#apply-code")
+        page.wait_for_selector("body[data-canvas=valid]")
+        set_params(page, width="64", height="64", steps="2")
+        page.click("#render")
+        page.wait_for_selector("#banner:not([hidden])")
+        assert "The render queue is full. Try again in" in page.inner_text("#banner")
+        assert page.inner_text("#job-status").startswith("failed: The render queue is full")
+        assert not page.is_disabled("#render")
+    finally:
+        httpx.post(f"{stack.broken}/v1/renders/{blocker['id']}/cancel", timeout=10)
