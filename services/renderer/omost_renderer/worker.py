@@ -22,6 +22,7 @@ from PIL import Image
 from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from omost_renderer import constants
@@ -125,6 +126,12 @@ class Worker:
                     next_cleanup = time.monotonic() + max(60.0, self.settings.job_ttl_s / 10)
                 self.run_once()
                 backoff = 0.1
+            except ResponseError as error:
+                if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                # Redis came back empty (no persistence) or was flushed: create the group again.
+                logger.warning("worker %s: consumer group missing; recreating it", self.name)
+                group_ready = False
             except _REDIS_DOWN as error:
                 # Redis is down or restarting: keep trying; pending entries wait to be reclaimed.
                 logger.warning("worker %s: redis unavailable (%s); retrying", self.name, error)

@@ -9,6 +9,7 @@ from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from redis import Redis
 from service_support import RedisServer, WorkerThread, make_settings, wait_for
 
 pytestmark = pytest.mark.redis
@@ -90,3 +91,15 @@ def test_redis_restart_keeps_queued_jobs_and_services_recover(
             wait_for(lambda: client.get(f"/v1/renders/{later}").json()["status"] == "succeeded")
     finally:
         server.kill()
+
+
+def test_worker_recreates_a_lost_consumer_group(
+    settings: Settings, start_worker: Callable[..., WorkerThread], redis_client: Redis
+) -> None:
+    start_worker(FakeRenderer())
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/v1/renders", json=body()).json()["id"]
+        wait_for(lambda: client.get(f"/v1/renders/{first}").json()["status"] == "succeeded")
+        redis_client.flushall()  # e.g. Redis restarted without persistence
+        again = client.post("/v1/renders", json=body()).json()["id"]
+        wait_for(lambda: client.get(f"/v1/renders/{again}").json()["status"] == "succeeded")
