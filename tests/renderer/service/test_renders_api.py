@@ -195,3 +195,16 @@ def test_redis_down_answers_503_on_submit(tmp_path: object) -> None:
         assert response.headers["retry-after"] == "1"
         assert response.json()["error"]["code"] == "backend_unavailable"
         assert client.get("/health").status_code == 200
+
+
+def test_unexpected_error_is_a_500_in_the_envelope(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"

@@ -89,6 +89,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         body = ErrorResponse.build(str(error.detail), "invalid_request_error", code="http_error")
         return JSONResponse(body.model_dump(), status_code=error.status_code)
 
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error_response(RendererError("internal error; see the server log"))
+
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RendererError, on_renderer_error)
     app.add_exception_handler(RedisConnectionError, on_redis_down)
     app.add_exception_handler(RedisTimeoutError, on_redis_down)
