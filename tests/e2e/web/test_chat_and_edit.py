@@ -46,9 +46,10 @@ def test_chat_draws_the_canvas_live_while_it_streams(stack: Stack, page: Page) -
         send(page, "a fierce battle of warriors and a dragon")
         # Mid-stream: the dragon's box is drawn and labelled before the answer is complete.
         page.wait_for_function(
-            "document.querySelectorAll('#legend li').length >= 2"
+            "document.getElementById('legend').innerText.includes('0: A mighty dragon')"
             " && document.body.dataset.chat === 'streaming'"
         )
+        assert page.inner_text("#canvas-state") == "the model is writing the canvas…"
         page.screenshot(path=str(ARTIFACTS / "chat_mid_stream.png"))
         assert "writing" in page.inner_text("#messages .assistant")
         wait_idle(page)

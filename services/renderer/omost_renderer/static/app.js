@@ -276,6 +276,7 @@ class App {
     this.abort = new AbortController();
     this.setBusy(true);
     this.banner("");
+    $("canvas-state").textContent = "the model is writing the canvas…";
     const previous = this.changes;
     this.changes = [];
     let latest = "";
@@ -307,6 +308,7 @@ class App {
       this.select(this.selected);
     } catch (error) {
       this.changes = previous;
+      $("canvas-state").textContent = this.view ? `${this.view.locals.length} regions, valid` : "no canvas yet";
       const message = error.name === "AbortError" ? "Stopped." : error.message;
       showError(bubble, message);
       if (error.name !== "AbortError") this.banner(message);
