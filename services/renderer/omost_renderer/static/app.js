@@ -201,7 +201,8 @@ class App {
     }
     this.valid = false;
     document.body.dataset.canvas = "invalid";
-    $("canvas-state").textContent = "invalid: fix the fields marked in red";
+    $("canvas-state").textContent = "invalid: see the errors below";
+    $("code-status").textContent = "";
     this.showErrors(result.errors);
     if (draft) this.redraw(draft);
     this.updateRenderButton();
