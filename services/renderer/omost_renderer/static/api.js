@@ -24,6 +24,8 @@ async function errorFrom(response, what) {
   let message = detail.message || `${what} failed (HTTP ${response.status})`;
   if (detail.code === "queue_full") {
     message = `The render queue is full. Try again in ${retryAfter || "a few"} seconds.`;
+  } else if (detail.code === "backend_unavailable") {
+    message = `The render queue is unavailable right now (${detail.message || "no answer"}). Try again shortly.`;
   } else if (detail.code === "llm_unavailable") {
     message = `The LLM service is not available: ${detail.message || "no answer"}`;
   } else if (response.status === 400 || response.status === 422) {
