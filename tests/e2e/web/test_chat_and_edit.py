@@ -7,9 +7,9 @@ can assert on exact regions, colours and changes.
 from __future__ import annotations
 
 import pytest
-from conftest import ARTIFACTS, Stack, open_page
-from fake_llm import BATTLE
 from playwright.sync_api import Page
+from web_fake_llm import BATTLE
+from web_stack import ARTIFACTS, Stack, open_page
 
 pytestmark = pytest.mark.e2e
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Stack, open_page
-from fake_llm import BATTLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omost_schema import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS, Canvas, pixel_rect
 from playwright.sync_api import Page
+from web_fake_llm import BATTLE
+from web_stack import Stack, open_page
 
 pytestmark = pytest.mark.e2e
 

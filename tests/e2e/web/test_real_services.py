@@ -7,8 +7,8 @@ gibberish but its canvas is valid, so the test asserts on structure, not on cont
 from __future__ import annotations
 
 import pytest
-from conftest import ARTIFACTS, Stack, open_page
 from playwright.sync_api import Page
+from web_stack import ARTIFACTS, Stack, open_page
 
 pytestmark = pytest.mark.e2e
 

@@ -6,13 +6,13 @@ import json
 import re
 
 import pytest
-from fake_llm import BATTLE
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.api.web import STATIC_DIR as STATIC
 from omost_renderer.config import Settings
 from omost_schema import AREAS, COLORS, LOCATIONS, OFFSETS, region_rect
 from pytest_httpserver import HTTPServer
+from web_fake_llm import BATTLE
 from werkzeug import Response
 
 

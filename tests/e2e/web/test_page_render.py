@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import Stack, open_page
-from fake_llm import BATTLE
 from playwright.sync_api import Page
+from web_fake_llm import BATTLE
+from web_stack import Stack, open_page
 
 pytestmark = pytest.mark.e2e
 
