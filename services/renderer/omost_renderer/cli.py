@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     api = commands.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8100)
+    api.add_argument("--port", type=int, default=8001)
     worker = commands.add_parser("worker", help="run render jobs from the queue")
     worker.add_argument(
         "--check", action="store_true", help="exit 0 if a worker is alive (a probe), 1 if not"

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On SIGTERM, time to finish the job before releasing it."
     )
     llm_url: str = Field(
-        default="http://localhost:8001", description="Base URL of the LLM service (`omost-llm`)."
+        default="http://localhost:8000", description="Base URL of the LLM service (`omost-llm`)."
     )
     llm_seed: int | None = Field(
         default=None, description="Seed sent with every canvas request (reproducible canvases)."
