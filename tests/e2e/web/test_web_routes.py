@@ -155,6 +155,12 @@ def test_proxy_forwards_only_the_llm_public_routes(client: TestClient) -> None:
     assert client.post("/llm/v1/models").status_code == 405
 
 
+def test_proxy_refuses_a_huge_body(client: TestClient) -> None:
+    answer = client.post("/llm/v1/canvases", content=b"x" * (4 * 1024 * 1024 + 1))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "body_too_large"
+
+
 def test_llm_down_is_a_502_envelope() -> None:
     client = client_for("http://127.0.0.1:9")
     answer = client.post("/llm/v1/chat/completions", json={"model": "m", "messages": []})

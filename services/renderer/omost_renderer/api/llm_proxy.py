@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from omost_schema import ErrorResponse
 
-from omost_renderer.errors import UpstreamError
+from omost_renderer.errors import InvalidRequestError, UpstreamError
 
 #: The LLM service's routes the page may use, with their methods.
 _FORWARDED: dict[str, str] = {
@@ -29,6 +29,8 @@ _FORWARDED: dict[str, str] = {
 # Headers of the answer worth passing on; hop-by-hop and length headers are the server's own.
 _ANSWER_HEADERS = ("content-type", "cache-control", "retry-after", "x-request-id")
 _CONNECT_TIMEOUT_S = 5.0
+# A chat request is a conversation of canvases (a few KiB each); this bounds what is buffered here.
+_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class LLMProxy:
@@ -47,15 +49,15 @@ class LLMProxy:
         """Send ``request`` to ``path`` on the LLM service and stream the answer back.
 
         Raises:
+            InvalidRequestError: If the request body is larger than the proxy buffers.
             UpstreamError: If the LLM service cannot be reached.
         """
-        client = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout)
+        body = await _read_body(request)
         headers = {"accept": request.headers.get("accept", "*/*")}
         if "content-type" in request.headers:
             headers["content-type"] = request.headers["content-type"]
-        outgoing = client.build_request(
-            request.method, f"/{path}", content=await request.body(), headers=headers
-        )
+        client = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout)
+        outgoing = client.build_request(request.method, f"/{path}", content=body, headers=headers)
         try:
             upstream = await client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
@@ -71,6 +73,18 @@ class LLMProxy:
             status_code=upstream.status_code,
             headers=answer_headers,
         )
+
+
+async def _read_body(request: Request) -> bytes:
+    """Read the request body, refusing one larger than the proxy buffers."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY_BYTES:
+            raise InvalidRequestError(
+                f"request body is larger than {_MAX_BODY_BYTES} bytes", code="body_too_large"
+            )
+    return bytes(body)
 
 
 async def _relay(upstream: httpx.Response, client: httpx.AsyncClient) -> AsyncIterator[bytes]:
