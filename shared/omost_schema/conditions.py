@@ -19,8 +19,8 @@ from omost_schema.vocab import COLORS
 if TYPE_CHECKING:
     from omost_schema.canvas import Canvas, LocalDescription
 
-# Each local box is painted as this share of its colour over what is beneath it.
-_COLOR_WEIGHT = 0.7
+#: Each local box is painted as this share of its colour over what is beneath it.
+SKETCH_COLOR_WEIGHT = 0.7
 _FULL_RECT = Rect(0, GRID_SIZE, 0, GRID_SIZE)
 
 
@@ -81,7 +81,9 @@ def _sketch_float(canvas: Canvas) -> npt.NDArray[np.float32]:
         top, bottom, left, right = local.rect
         color = np.array(COLORS[local.HTML_web_color_name], dtype=np.float32)
         box = image[top:bottom, left:right]
-        image[top:bottom, left:right] = _COLOR_WEIGHT * color + (1.0 - _COLOR_WEIGHT) * box
+        image[top:bottom, left:right] = (
+            SKETCH_COLOR_WEIGHT * color + (1.0 - SKETCH_COLOR_WEIGHT) * box
+        )
     return image
 
 

@@ -27,7 +27,7 @@ from omost_schema import (
 from omost_schema import limits as schema_limits
 
 # The blend weight is part of the sketch's exact definition; the page must paint with the same one.
-from omost_schema.conditions import _COLOR_WEIGHT as SKETCH_COLOR_WEIGHT
+from omost_schema.conditions import SKETCH_COLOR_WEIGHT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from omost_renderer.rendering import RenderParams
