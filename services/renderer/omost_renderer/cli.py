@@ -22,10 +22,12 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
     if settings.model == "tiny":
         tiny = importlib.import_module("omost_renderer.tiny")
         return cast(CanvasRenderer, tiny.build_tiny_renderer())
-    loading = importlib.import_module("omost_renderer.loading")
-    return cast(
-        CanvasRenderer, loading.load_renderer(settings.model, settings.device, settings.dtype)
-    )
+    # Imported here: torch and diffusers are heavy and the API process never needs them.
+    import torch
+
+    from omost_renderer.loading import load_renderer
+
+    return load_renderer(settings.model, settings.device, getattr(torch, settings.dtype))
 
 
 def _run_api(settings: Settings, host: str, port: int) -> int:

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         description="`module:callable` returning a CanvasRenderer; overrides `model` when set.",
     )
     device: str = Field(default="cuda", description="Torch device of the pipeline.")
-    dtype: str = Field(default="float16", description="Torch dtype of the pipeline weights.")
+    dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16", description="Torch dtype of the pipeline weights."
+    )
     worker_name: str | None = Field(
         default=None, description="Consumer name of this worker; `<host>-<pid>` when unset."
     )

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omost_renderer.cli import build_renderer
+from omost_renderer.config import Settings
 from omost_renderer.loading import _vae_dtype, load_renderer
 from omost_renderer.rendering import RenderParams
 from omost_renderer.tiny import tiny_components
@@ -35,6 +37,11 @@ def test_load_a_local_diffusers_folder(tmp_path: Path, dragon_canvas: Canvas) ->
     expected = load_renderer("tiny", "cpu").render(dragon_canvas, params)[0].image
     got = loaded.render(dragon_canvas, params)[0].image
     assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+    # The worker's way in: settings name the folder, the device and the dtype as text.
+    settings = Settings(model=str(tmp_path), device="cpu", dtype="float32")
+    from_settings = build_renderer(settings).render(dragon_canvas, params)[0].image
+    assert np.array_equal(np.asarray(from_settings), np.asarray(expected))
 
 
 def test_vae_stays_float32_when_half_precision_would_overflow() -> None:
