@@ -102,9 +102,17 @@ def _redis_process(plan: StackPlan, port: int) -> ManagedProcess:
     return ManagedProcess("redis", argv, dict(os.environ))
 
 
+def _cpu_threads_each(busy_processes: int) -> str:
+    # Torch in two busy processes, each with as many threads as cores, runs many times slower
+    # than with the cores shared out; OMP_NUM_THREADS is what torch reads at start-up.
+    return str(max(1, (os.cpu_count() or 1) // busy_processes))
+
+
 def build_processes(plan: StackPlan, redis_url: str) -> list[ManagedProcess]:
     """Return the service processes in start order (LLM, renderer API, then workers)."""
     env = {**os.environ, **plan.env, "OMOST_REDIS_URL": redis_url}
+    if plan.gpus == 0:
+        env.setdefault("OMP_NUM_THREADS", _cpu_threads_each(2))
     processes = [
         ManagedProcess(
             "llm",

@@ -18,6 +18,8 @@ CPU_DEFAULTS: Mapping[str, str] = {
     "OMOST_LLM_BACKEND": "transformers",
     "OMOST_LLM_MODEL": "smollm2",
     "OMOST_RENDERER_MODEL": "tiny",
+    "OMOST_RENDERER_DEVICE": "cpu",
+    "OMOST_RENDERER_DTYPE": "float32",
 }
 
 
