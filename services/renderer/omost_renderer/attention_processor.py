@@ -24,7 +24,7 @@ from diffusers.models.attention_processor import (
 
 from omost_renderer.attention import (
     masked_scaled_attention,
-    region_allowed,
+    region_bias,
     region_key_scale,
     resize_masks,
 )
@@ -77,24 +77,31 @@ class RegionalContext:
     latent_height: int
     latent_width: int
     repeats: int = 1
-    _cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False
+    )
 
-    def for_layer(self, sequence_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Key scales (B, L) and boolean mask (B, N, L) of a layer with ``sequence_length`` pixels.
+    def for_layer(
+        self, sequence_length: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key scales (B, L) and additive mask (B, N, L) of a layer with ``sequence_length`` pixels.
 
-        Computed once per resolution and kept for every later step.
+        Computed once per resolution, on the queries' device and in their dtype, and kept for
+        every later step, so a step moves nothing between devices.
         """
-        cached = self._cache.get(sequence_length)
+        key = (sequence_length, device, dtype)
+        cached = self._cache.get(key)
         if cached is None:
             height, width = layer_size(sequence_length, self.latent_height, self.latent_width)
-            masks = resize_masks(self.masks, height, width)
-            scale = region_key_scale(masks, self.token_region)
-            allowed = region_allowed(masks, self.token_region)
+            masks = resize_masks(self.masks, height, width).to(device)
+            token_region = self.token_region.to(device)
+            scale = region_key_scale(masks, token_region)
+            bias = region_bias(masks, token_region, dtype)
             cached = (
                 scale.repeat_interleave(self.repeats, dim=0),
-                allowed.repeat_interleave(self.repeats, dim=0),
+                bias.repeat_interleave(self.repeats, dim=0),
             )
-            self._cache[sequence_length] = cached
+            self._cache[key] = cached
         return cached
 
 
@@ -144,10 +151,8 @@ class RegionalAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        scale, allowed = self.context.for_layer(sequence_length)
-        out = masked_scaled_attention(
-            query, key, value, scale.to(query.device), allowed.to(query.device)
-        )
+        scale, bias = self.context.for_layer(sequence_length, query.device, query.dtype)
+        out = masked_scaled_attention(query, key, value, scale, bias)
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
         out = attn.to_out[0](out)
         out = attn.to_out[1](out)

@@ -3,7 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 from omost_renderer.attention import (
+    masked_scaled_attention,
     naive_regional_attention,
+    region_bias,
+    region_key_scale,
     regional_attention,
     resize_masks,
 )
@@ -54,6 +57,11 @@ def test_regional_attention_matches_naive_formula(
     naive = naive_regional_attention(q, k, v, token_region, masks)
     assert fused.shape == q.shape
     torch.testing.assert_close(fused, naive, atol=1e-5, rtol=1e-4)
+    # The additive mask the pipeline caches per resolution gives the same result.
+    scale = region_key_scale(masks, token_region)
+    bias = region_bias(masks, token_region, q.dtype)
+    cached = masked_scaled_attention(q, k, v, scale, bias)
+    torch.testing.assert_close(cached, naive, atol=1e-5, rtol=1e-4)
 
 
 def test_naive_formula_is_the_spec_written_out() -> None:

@@ -22,10 +22,13 @@ def test_stack_pads_the_shorter_sequence_and_hides_the_padding(
     assert (batch.token_region[0, 77:] == -1).all()
     assert batch.token_region[1].tolist() == (pos.token_region + 1).tolist()
     assert (batch.embeds[:2, 77:] == 0).all()
-    scale, allowed = batch.context(8, 8).for_layer(16)
+    scale, bias = batch.context(8, 8).for_layer(16, torch.device("cpu"), torch.float32)
     assert scale.shape == (4, length)
-    assert allowed.shape == (4, 16, length)
-    assert not allowed[:2, :, 77:].any()
+    assert bias.shape == (4, 16, length)
+    assert bias.dtype == torch.float32
+    # Padding tokens of the shorter (negative) sequence are hidden from every pixel.
+    assert (bias[:2, :, 77:] == float("-inf")).all()
+    assert (bias[:2, :, :77] == 0).all()
     assert (scale[:2, 77:] == 0).all()
 
 
