@@ -46,7 +46,7 @@ run: install
 	$(BIN)/omost run
 
 bench: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks $(BENCH)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
