@@ -31,7 +31,7 @@ from web_stack import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (scripts/ensure-redis.sh installs it)")
@@ -117,7 +117,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         processes.stop_all()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main thread while it is
+# open, which would break every later test that runs its own loop (a directory without
+# __init__.py gets no package teardown of its own, so "package" would last the whole session).
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     executable = os.environ.get("OMOST_CHROMIUM", "/usr/bin/chromium")
     if not Path(executable).exists():
