@@ -38,6 +38,11 @@ def make_canvas(color: str = "red", locals_: int = 1) -> Canvas:
     )
 
 
+def fenced(canvas: Canvas) -> str:
+    """What a constrained backend writes in code mode: a fenced python block of the canvas."""
+    return f"```python\n{canvas.to_code()}```"
+
+
 @dataclass
 class FakeBackend:
     """Answers each generation with the next scripted text, in small deltas.
@@ -51,7 +56,7 @@ class FakeBackend:
         is_ready: What ``ready()`` answers.
     """
 
-    outputs: list[str] = field(default_factory=lambda: [make_canvas().to_code()])
+    outputs: list[str] = field(default_factory=lambda: [fenced(make_canvas())])
     constrained: bool = True
     finish_reason: str = "stop"
     delay_s: float = 0.0

@@ -15,7 +15,7 @@ from omost_llm.main import create_app
 from omost_schema import Canvas
 
 from .conftest import serve_app
-from .fakes import FakeBackend, make_canvas
+from .fakes import FakeBackend, fenced, make_canvas
 
 USER = [{"role": "user", "content": "a dragon over a castle"}]
 
@@ -43,7 +43,7 @@ def client(service: str) -> Iterator[openai.OpenAI]:
 def test_chat_returns_omost_answer_and_canvas(client: openai.OpenAI, fake: FakeBackend) -> None:
     answer = client.chat.completions.create(model="test-model", messages=USER, seed=3)  # type: ignore[arg-type]
     content = answer.choices[0].message.content or ""
-    assert content.startswith("Here is the canvas")
+    assert content == f"Here is the canvas, as Omost code:\n\n{fenced(make_canvas())}"
     assert "```python\n# Initialize the canvas" in content
     assert content.endswith("```")
     assert Canvas.from_code(content, strict=True) == make_canvas()
@@ -85,7 +85,7 @@ def test_chat_stream_sends_chunks_usage_and_done(client: openai.OpenAI) -> None:
 
 
 def test_multi_turn_edit_reports_changed_region(client: openai.OpenAI, fake: FakeBackend) -> None:
-    fake.outputs = [make_canvas("blue").to_code()]
+    fake.outputs = [fenced(make_canvas("blue"))]
     messages = [
         *USER,
         {"role": "assistant", "content": f"Sure.\n```python\n{make_canvas().to_code()}```"},
@@ -221,7 +221,7 @@ def test_ready_flips_with_the_backend(service: str, fake: FakeBackend) -> None:
 
 
 def test_canvases_route_returns_json_and_code(service: str, fake: FakeBackend) -> None:
-    fake.outputs = [make_canvas("blue").to_code()]
+    fake.outputs = [fenced(make_canvas("blue"))]
     body = {"prompt": "make it blue", "previous_canvas": make_canvas().model_dump(), "seed": 1}
     answer = httpx.post(f"{service}/v1/canvases", json=body, timeout=30).json()
     assert Canvas.model_validate(answer["canvas"]) == make_canvas("blue")

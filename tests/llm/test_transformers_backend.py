@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import asdict
 
 import openai
 import pytest
+from omost_llm.answer import ANSWER_SENTENCE, changed_regions
 from omost_llm.config import OutputMode, Settings
 from omost_llm.main import create_app
 from omost_llm.tiny import TINY_VOCAB_FILE
-from omost_schema import Canvas
+from omost_schema import Canvas, parse_code
 
 from .conftest import serve_app
 
 pytestmark = pytest.mark.slow
 
+USER = [{"role": "user", "content": "a dragon"}]
 
-@pytest.fixture(scope="module")
-def tiny_settings() -> Settings:
-    settings = Settings(model="tiny", backend="transformers", output=OutputMode.JSON, threads=1)
+
+def tiny_settings(output: OutputMode) -> Settings:
+    settings = Settings(model="tiny", backend="transformers", output=output, threads=1)
     if not (settings.cache_dir / TINY_VOCAB_FILE).is_file():
         pytest.skip(
             f"{settings.cache_dir / TINY_VOCAB_FILE} missing: run scripts/fetch-tiny-vocab.sh"
@@ -26,19 +29,23 @@ def tiny_settings() -> Settings:
     return settings
 
 
-@pytest.fixture(scope="module")
-def tiny_client(tiny_settings: Settings) -> Iterator[openai.OpenAI]:
+@pytest.fixture(scope="module", params=[OutputMode.CODE, OutputMode.JSON], ids=["code", "json"])
+def tiny_client(request: pytest.FixtureRequest) -> Iterator[openai.OpenAI]:
     with (
-        serve_app(create_app(tiny_settings)) as url,
+        serve_app(create_app(tiny_settings(request.param))) as url,
         openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
     ):
         yield client
 
 
-def test_tiny_json_mode_answers_a_valid_canvas(tiny_client: openai.OpenAI) -> None:
+# Code-only tests share the module's code-mode server.
+code_only = pytest.mark.parametrize("tiny_client", [OutputMode.CODE], indirect=True, ids=["code"])
+
+
+def test_tiny_streams_a_valid_canvas(tiny_client: openai.OpenAI) -> None:
     answer = tiny_client.chat.completions.create(
         model="tiny",
-        messages=[{"role": "user", "content": "a dragon"}],
+        messages=USER,  # type: ignore[arg-type]
         seed=0,
         max_tokens=1000,
         stream=True,
@@ -46,6 +53,8 @@ def test_tiny_json_mode_answers_a_valid_canvas(tiny_client: openai.OpenAI) -> No
     )
     chunks = list(answer)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith(ANSWER_SENTENCE + "```python\n")
+    assert text.endswith("```")
     canvas = Canvas.from_code(text, strict=True)
     final = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
     assert Canvas.model_validate((final.model_extra or {})["omost"]["canvas"]) == canvas
@@ -53,19 +62,67 @@ def test_tiny_json_mode_answers_a_valid_canvas(tiny_client: openai.OpenAI) -> No
     assert chunks[-1].usage.completion_tokens > 10
 
 
+@code_only
+def test_tiny_code_mode_answers_with_the_model_text_itself(tiny_client: openai.OpenAI) -> None:
+    # The content is what the model wrote under the grammar (not a reprint), fences included.
+    answers = []
+    for seed in (1, 2, 3):
+        answer = tiny_client.chat.completions.create(
+            model="tiny",
+            messages=USER,  # type: ignore[arg-type]
+            seed=seed,
+            max_tokens=1000,
+        )
+        content = answer.choices[0].message.content or ""
+        omost = (answer.model_extra or {})["omost"]
+        block = content.removeprefix(ANSWER_SENTENCE)
+        assert block.startswith("```python\n")
+        assert parse_code(block, strict=True).canvas == Canvas.model_validate(omost["canvas"])
+        assert omost["output"] == "code"
+        answers.append(block)
+    assert len(set(answers)) == 3
+    assert any(block != f"```python\n{parse_code(block).canvas.to_code()}```" for block in answers)
+
+
+@code_only
+def test_tiny_code_mode_edits_the_previous_canvas(tiny_client: openai.OpenAI) -> None:
+    first = tiny_client.chat.completions.create(
+        model="tiny",
+        messages=USER,  # type: ignore[arg-type]
+        seed=4,
+        max_tokens=1000,
+    )
+    previous = Canvas.model_validate((first.model_extra or {})["omost"]["canvas"])
+    edit = tiny_client.chat.completions.create(
+        model="tiny",
+        messages=[
+            *USER,
+            {"role": "assistant", "content": first.choices[0].message.content or ""},
+            {"role": "user", "content": "make the dragon red"},
+        ],  # type: ignore[arg-type]
+        seed=5,
+        max_tokens=1000,
+    )
+    omost = (edit.model_extra or {})["omost"]
+    current = Canvas.from_code(edit.choices[0].message.content or "", strict=True)
+    # Changes against the canvas being edited (the earlier answer), not a new canvas.
+    expected = [asdict(change) for change in changed_regions(previous, current)]
+    assert omost["changed_regions"] == expected
+    assert {"region": "global", "index": None, "change": "added"} not in expected
+
+
 def test_tiny_too_small_max_tokens_is_a_clear_error(tiny_client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError, match="max_tokens"):
-        tiny_client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "a cat"}], seed=1, max_tokens=8
-        )
+        tiny_client.chat.completions.create(model="tiny", messages=USER, seed=1, max_tokens=8)  # type: ignore[arg-type]
 
 
-def test_tiny_same_seed_same_canvas(
-    settings_factory: Callable[..., Settings], tiny_client: openai.OpenAI
-) -> None:
+def test_tiny_same_seed_same_canvas(tiny_client: openai.OpenAI) -> None:
     def once() -> object:
         answer = tiny_client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "a cat"}], seed=2, max_tokens=1000
+            model="tiny",
+            messages=USER,  # type: ignore[arg-type]
+            seed=2,
+            max_tokens=1000,
         )
         return (answer.model_extra or {})["omost"]["canvas"]
 

@@ -7,13 +7,23 @@ from typing import Literal
 
 from omost_schema import Canvas, CanvasCodeError, parse_code
 
-ANSWER_PREFIX = "Here is the canvas, as Omost code:\n\n```python\n"
+ANSWER_SENTENCE = "Here is the canvas, as Omost code:\n\n"
+ANSWER_PREFIX = ANSWER_SENTENCE + "```python\n"
 ANSWER_SUFFIX = "```"
 
 
 def closing_fence(code: str) -> str:
     """What follows ``code`` to close the fenced block (a newline first if the code lacks one)."""
     return ANSWER_SUFFIX if code.endswith("\n") else "\n" + ANSWER_SUFFIX
+
+
+def fenced_tail(block: str) -> str:
+    """What completes a model's fenced block: nothing if it ends with its fence, else the fence.
+
+    Constrained code mode generates the whole block, fences included; a block that stopped
+    early (a stop string) still leaves the service closed.
+    """
+    return "" if block.endswith(ANSWER_SUFFIX) else closing_fence(block)
 
 
 def wrap_code(code: str) -> str:

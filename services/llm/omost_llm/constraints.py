@@ -1,8 +1,7 @@
-"""The canvas schema and grammar in the form decoding engines (xgrammar, vLLM) compile."""
+"""The canvas schema and grammar in the forms decoding engines (xgrammar, vLLM) compile."""
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -10,30 +9,59 @@ from omost_schema import canvas_grammar, canvas_json_schema
 
 # `^[...]{0,N}$`: a character class repeated at most N times.
 _BOUNDED_CLASS = re.compile(r"^\^(\[(?:\\.|[^\]])*\])\{0,(\d+)\}\$$")
-
-
-def _rewrite(node: Any) -> Any:
-    if isinstance(node, dict):
-        out = {key: _rewrite(value) for key, value in node.items()}
-        pattern = out.get("pattern", "") if out.get("type") == "string" else ""
-        match = _BOUNDED_CLASS.match(pattern)
-        if match:
-            # xgrammar fails to compile (or takes minutes on) a long bounded repeat of a class,
-            # and ignores maxLength next to a pattern. The class keeps strings free of control
-            # characters; the length bound is left to the strict parser after decoding.
-            out["pattern"] = f"^{match.group(1)}*$"
-            out["maxLength"] = int(match.group(2))
-        return out
-    if isinstance(node, list):
-        return [_rewrite(item) for item in node]
-    return node
-
-
-def decoding_json_schema() -> dict[str, Any]:
-    """``canvas_json_schema()`` with bounded string patterns as a starred class plus maxLength."""
-    return _rewrite(copy.deepcopy(canvas_json_schema()))  # type: ignore[no-any-return]
+# The longest bounded repeat xgrammar 0.2.8 hashes for its grammar cache: from about 150 up, the
+# cache's FSM hasher fails a check ("per_rule_fsm_hashes ... has_value()") and the compile
+# aborts. vLLM always compiles with the cache on, so every bound it sees stays at or under this.
+_MAX_REPEAT = 125
 
 
 def decoding_grammar() -> str:
-    """``canvas_grammar()``: the EBNF of Omost code, for xgrammar and vLLM."""
-    return canvas_grammar()
+    """The EBNF of an Omost answer: a fenced python block of canvas code, as Omost models write.
+
+    The fence is part of the grammar, so the model writes what it was trained to write, and the
+    service only adds a sentence before it.
+    """
+    return canvas_grammar(fenced=True)
+
+
+def decoding_json_schema() -> dict[str, Any]:
+    """``canvas_json_schema()`` unchanged: its string patterns bound every string's length.
+
+    For decoders that compile it without xgrammar's grammar cache (the in-process backend) or
+    do not use xgrammar at all (hosted OpenAI-compatible servers).
+    """
+    return canvas_json_schema()
+
+
+def cache_safe_json_schema() -> dict[str, Any]:
+    """``canvas_json_schema()`` with each long bounded string pattern split into short repeats.
+
+    ``^C{0,N}$`` becomes ``^(?:C{K}){0,N/K-1}C{0,K}$`` with ``K`` the largest divisor of ``N``
+    not above the cache's limit: the same strings (length 0 to N), so the bound still holds
+    during decoding, in repeats that xgrammar's grammar cache (always on in vLLM) can hash.
+
+    Raises:
+        ValueError: If a bound has no divisor between 2 and the limit (a prime bound).
+    """
+    return _split_repeats(canvas_json_schema())  # type: ignore[no-any-return]
+
+
+def _split_repeats(node: Any) -> Any:
+    if isinstance(node, dict):
+        out = {key: _split_repeats(value) for key, value in node.items()}
+        pattern = out.get("pattern", "") if out.get("type") == "string" else ""
+        match = _BOUNDED_CLASS.match(pattern)
+        if match and int(match.group(2)) > _MAX_REPEAT:
+            out["pattern"] = _chunked(match.group(1), int(match.group(2)))
+        return out
+    if isinstance(node, list):
+        return [_split_repeats(item) for item in node]
+    return node
+
+
+def _chunked(char_class: str, bound: int) -> str:
+    chunk = next((k for k in range(_MAX_REPEAT, 1, -1) if bound % k == 0), None)
+    if chunk is None:
+        raise ValueError(f"no repeat of at most {_MAX_REPEAT} divides the string bound {bound}")
+    full = bound // chunk - 1
+    return f"^(?:{char_class}{{{chunk}}}){{0,{full}}}{char_class}{{0,{chunk}}}$"

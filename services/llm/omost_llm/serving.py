@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from omost_schema import Canvas, Correction
 
 from omost_llm.answer import (
-    ANSWER_PREFIX,
+    ANSWER_SENTENCE,
     RegionChange,
     canvas_from_answer,
     changed_regions,
-    closing_fence,
+    fenced_tail,
     wrap_code,
 )
 from omost_llm.canvas_output import InvalidCanvasError, ParsedOutput, read_output, retry_feedback
@@ -178,15 +178,17 @@ class Composer:
         self, conversation: Conversation, params: SamplingParams, start: float
     ) -> AsyncGenerator[str | Composition, None]:
         attempt = _Attempt()
-        # Send the answer's sentence and fence first, then the code as the model writes it.
-        yield ANSWER_PREFIX
+        # The sentence first; then the fenced block as the model writes it (the grammar holds
+        # the fences, as in Omost's own answers).
+        yield ANSWER_SENTENCE
         async with aclosing(self._run(conversation.messages, params, start, attempt)) as pieces:
             async for piece in pieces:
                 yield piece
-        suffix = closing_fence(attempt.text)
-        yield suffix
         parsed = self._check(attempt, strict=True)
-        content = ANSWER_PREFIX + attempt.text + suffix
+        tail = fenced_tail(attempt.text)
+        if tail:
+            yield tail
+        content = ANSWER_SENTENCE + attempt.text + tail
         yield self._finish(conversation, parsed, content, [attempt], start)
 
     async def _generate_checked(

@@ -3,8 +3,10 @@
 Random weights write random tokens; under constrained decoding every one of them still yields a
 valid canvas, so tests run the whole path for real. Uniformly random tokens would fill every string
 to its length limit, so the weights carry a designed prior: one embedding dimension is a constant
-that the final norm passes through, and the output matrix maps it to a small bonus for tokens that
-close a string, list or call. Canvases then stay short, and sampling keeps them varied.
+that the final norm passes through, and the output matrix maps it to a bonus for tokens that close a
+string, a list or the code block and end the turn, and to a penalty for filler (whitespace,
+comment lines) that Omost code allows between statements. Canvases then stay a few hundred tokens
+long in both output modes, and sampling keeps them varied.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ LLAMA3_CHAT_TEMPLATE = (
 
 _CLOSING_CHARS = set("'\"`,.)]}\n ")
 _CLOSING_BONUS = 6.0
+# The random part of the logits has a spread of about 2.4: the filler penalty rules a token out,
+# the closing bonus makes strings short, the end bonus ends the
+# code block after a few locals.
+_END_BONUS = 2.0
+_FILLER_PENALTY = -30.0
 _CONSTANT = 8.0
+# Part of the folder name: a change of the prior builds a new model instead of reusing an old one.
+_PRIOR_VERSION = 3
 
 
 def tiny_model_dir(cache_dir: Path, seed: int = 0) -> Path:
@@ -46,7 +55,7 @@ def tiny_model_dir(cache_dir: Path, seed: int = 0) -> Path:
     Raises:
         FileNotFoundError: If the tokenizer vocabulary is missing.
     """
-    folder = cache_dir / f"tiny-llama3-seed{seed}"
+    folder = cache_dir / f"tiny-llama3-v{_PRIOR_VERSION}-seed{seed}"
     if (folder / "config.json").is_file():
         return folder
     vocab = cache_dir / TINY_VOCAB_FILE
@@ -105,13 +114,26 @@ def _shape_prior(model: Any, tokenizer: Any, stop_ids: list[int]) -> None:
         embed = model.model.embed_tokens.weight  # (vocab, hidden) float32
         head = model.lm_head.weight  # (vocab, hidden) float32
         embed[:, 0] = _CONSTANT
-        bonus = torch.zeros(head.shape[0])
-        for token_id in range(head.shape[0]):
-            text = tokenizer.decode([token_id])
-            # Only tokens with a quote can end a string; punctuation alone would fill it.
-            if text and set(text) <= _CLOSING_CHARS and set(text) & set("'\""):
-                bonus[token_id] = _CLOSING_BONUS
+        bonus = torch.tensor([_prior(tokenizer.decode([i])) for i in range(head.shape[0])])
         bonus[stop_ids] = _CLOSING_BONUS
         # After RMSNorm the constant dimension is about sqrt(hidden); scale the bonus to match.
         head[:, 0] = bonus / head.shape[1] ** 0.5
         head[:, 1:].normal_(0.0, 1.0)
+
+
+def _prior(text: str) -> float:
+    """The logit offset of one token (by its text) that shapes what random weights write."""
+    if "```" in text:
+        return _END_BONUS
+    # The end of a list: detailed descriptions, or the locals (the canvas JSON ends with them).
+    if text and set(text) <= set("]}") and "]" in text:
+        return _CLOSING_BONUS
+    # Whitespace and comment starts: the grammar allows them between any two tokens, and
+    # uniform sampling would pick them all the time. Where a newline is required, the mask
+    # leaves only such tokens, and one of them is still taken.
+    if (text and not text.strip()) or text.lstrip().startswith("#"):
+        return _FILLER_PENALTY
+    # Only tokens with a quote can end a string; punctuation alone would fill it.
+    if text and set(text) <= _CLOSING_CHARS and set(text) & set("'\""):
+        return _CLOSING_BONUS
+    return 0.0

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from omost_llm.config import OutputMode, Settings
-from omost_llm.constraints import decoding_grammar, decoding_json_schema
+from omost_llm.constraints import cache_safe_json_schema, decoding_grammar, decoding_json_schema
 from omost_llm.errors import (
     BackendResponseError,
     BackendTimeoutError,
@@ -43,6 +43,8 @@ class OpenAIBackend:
             timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
         )
         self._warm = False
+        # Built once: the schema or grammar is the same for every request.
+        self._constraint = self._constraint_fields()
 
     @property
     def constrained(self) -> bool:
@@ -54,11 +56,13 @@ class OpenAIBackend:
         )
 
     def constraint_fields(self) -> dict[str, Any]:
-        """Request fields that constrain the answer to a canvas."""
+        """Request fields that constrain the answer to a canvas (empty when unconstrained)."""
+        return self._constraint
+
+    def _constraint_fields(self) -> dict[str, Any]:
         if not self.constrained:
             return {}
-        schema = {"name": "canvas", "schema": decoding_json_schema(), "strict": True}
-        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        return _json_schema_format(decoding_json_schema())
 
     async def start(self) -> None:
         """Warm up: one tiny constrained request, so the server compiles the grammar now."""
@@ -142,14 +146,23 @@ class VLLMBackend(OpenAIBackend):
         """Both modes are constrained (unless switched off to measure)."""
         return self.settings.constrained
 
-    def constraint_fields(self) -> dict[str, Any]:
-        """The grammar as vLLM's ``structured_outputs``, or the schema as ``response_format``."""
+    def _constraint_fields(self) -> dict[str, Any]:
+        # The grammar as vLLM's ``structured_outputs``, or the schema as ``response_format``,
+        # in the form vLLM's xgrammar (grammar cache always on) compiles.
         if not self.constrained:
             return {}
         if self.settings.output is OutputMode.CODE:
             return {"structured_outputs": {"grammar": decoding_grammar()}}
-        schema = {"name": "canvas", "schema": decoding_json_schema(), "strict": True}
-        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        return _json_schema_format(cache_safe_json_schema())
+
+
+def _json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "canvas", "schema": schema, "strict": True},
+        }
+    }
 
 
 async def _events(response: httpx.Response) -> AsyncGenerator[GenerationEvent, None]:

@@ -65,13 +65,7 @@ class TransformersBackend:
             info = xgr.TokenizerInfo.from_huggingface(
                 tokenizer, vocab_size=self._vocab_size, stop_token_ids=sorted(self._stop_ids)
             )
-            compiler = xgr.GrammarCompiler(info)
-            if self.settings.output is OutputMode.JSON:
-                self._compiled = compiler.compile_json_schema(
-                    json.dumps(decoding_json_schema()), any_whitespace=False
-                )
-            else:
-                self._compiled = compiler.compile_grammar(decoding_grammar())
+            self._compiled = compile_constraint(info, self.settings.output)
         self._tokenizer = tokenizer
         self._model = model
 
@@ -139,6 +133,31 @@ class TransformersBackend:
             )
         except Exception as exc:  # reported to the request, whose task raises it
             emit(exc)
+
+
+def compile_constraint(info: Any, output: OutputMode) -> Any:
+    """Compile the canvas grammar (``code``) or schema (``json``) for one tokenizer.
+
+    Args:
+        info: The tokenizer's ``xgrammar.TokenizerInfo``.
+        output: The output mode.
+
+    Returns:
+        The ``xgrammar.CompiledGrammar``, compiled once per backend and shared by every request.
+    """
+    import xgrammar as xgr
+
+    if output is OutputMode.JSON:
+        # Compact separators: the form ``Canvas.model_dump_json`` writes, and fewer tokens.
+        grammar = xgr.Grammar.from_json_schema(
+            json.dumps(decoding_json_schema()), any_whitespace=False, separators=(",", ":")
+        )
+    else:
+        grammar = xgr.Grammar.from_ebnf(decoding_grammar())
+    # The backend keeps its one compiled grammar, so xgrammar's cache would only cost: its
+    # hasher also rejects the schema's long bounded string patterns (see ``constraints``).
+    compiler = xgr.GrammarCompiler(info, cache_enabled=False)
+    return compiler.compile_grammar(grammar)
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
