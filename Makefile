@@ -23,11 +23,12 @@ $(STAMP): $(PACKAGES) requirements-dev.txt requirements-assets.txt
 
 install: $(STAMP)
 
-# vLLM's OpenAI server for CPU in its own environment, for the `vllm` integration tests.
+# vLLM's OpenAI server for CPU in its own environment, for the `vllm` integration tests (built
+# once by `make test`; the script skips a finished build).
 vllm-venv:
 	PYTHON=$(PYTHON) scripts/build-vllm-venv.sh
 
-test: install
+test: install vllm-venv
 	@scripts/ensure-redis.sh
 	@scripts/ensure-browser.sh
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
