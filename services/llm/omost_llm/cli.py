@@ -11,7 +11,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="Serve the OpenAI-compatible canvas composer.")
     serve.add_argument("--host", help="Bind address (default: OMOST_LLM_HOST or 127.0.0.1).")
-    serve.add_argument("--port", type=int, help="Port (default: OMOST_LLM_PORT or 8001).")
+    serve.add_argument("--port", type=int, help="Port (default: OMOST_LLM_PORT or 8000).")
     serve.add_argument("--log-level", default="info", help="uvicorn log level.")
     return parser
 

@@ -45,7 +45,8 @@ class Settings(BaseSettings):
         None, description="Model id shown in /v1/models and answers (default: `model`)."
     )
     base_url: str = Field(
-        "http://127.0.0.1:8000", description="Upstream server root for `vllm` / `openai`."
+        "http://127.0.0.1:8100",
+        description="Upstream server root for `vllm` / `openai` (the service itself takes 8000).",
     )
     api_key: SecretStr = Field(SecretStr(""), description="Bearer token for the upstream server.")
     upstream_model: str | None = Field(
@@ -81,7 +82,7 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(1, ge=0, description="`Retry-After` on 429 and 503 answers.")
 
     host: str = Field("127.0.0.1", description="Bind address of `omost-llm serve`.")
-    port: int = Field(8001, description="Port of `omost-llm serve`.")
+    port: int = Field(8000, description="Port of `omost-llm serve`.")
 
     @property
     def model_id(self) -> str:
