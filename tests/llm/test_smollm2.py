@@ -26,7 +26,7 @@ def test_bundled_smollm2_composes_a_valid_canvas() -> None:
     settings = Settings(backend="transformers", output=OutputMode.JSON, threads=1)
     assert settings.model == "smollm2"  # the default model
     with (
-        serve_app(create_app(settings)) as url,
+        serve_app(create_app(settings), start_timeout_s=600) as url,
         openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
     ):
         answer = client.chat.completions.create(
