@@ -17,6 +17,8 @@ GPU_DEFAULTS: Mapping[str, str] = {
 CPU_DEFAULTS: Mapping[str, str] = {
     "OMOST_LLM_BACKEND": "transformers",
     "OMOST_LLM_MODEL": "smollm2",
+    # A generic instruct model: JSON under the schema (code-mode token masks cost more on CPU).
+    "OMOST_LLM_OUTPUT": "json",
     "OMOST_RENDERER_MODEL": "tiny",
     "OMOST_RENDERER_DEVICE": "cpu",
     "OMOST_RENDERER_DTYPE": "float32",
