@@ -102,3 +102,23 @@ def test_render_timeout_answers_504_and_cancels(
         with pytest.raises(InternalServerError) as raised:
             sdk.images.generate(prompt="nobody renders this")
         assert raised.value.status_code == 504
+
+
+def test_empty_global_description_falls_back_to_the_prompt(
+    redis_url: str,
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    start_worker: Callable[..., WorkerThread],
+) -> None:
+    httpserver.expect_request("/v1/canvases", method="POST").respond_with_json(
+        {"canvas": canvas_json("  "), "code": "canvas = Canvas()"}
+    )
+    settings = make_settings(
+        redis_url, tmp_path / "results", llm_url=httpserver.url_for("/").rstrip("/"), images_steps=2
+    )
+    start_worker(settings_=settings)
+    with TestClient(create_app(settings)) as client:
+        sdk = OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client)
+        result = sdk.images.generate(prompt="a quiet harbour", size="64x64")
+    assert result.data is not None
+    assert result.data[0].revised_prompt == "a quiet harbour"

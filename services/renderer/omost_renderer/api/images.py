@@ -117,9 +117,10 @@ async def generate_images(
     if fields["status"] != JobStatus.SUCCEEDED:
         message = fields.get("error_message") or f"render {fields['status']}"
         raise RenderFailedError(message, code=fields.get("error_code") or "render_failed")
+    # The canvas's own summary of the image; a model may leave it empty, then the prompt stands.
+    revised = canvas.global_description.description.strip() or body.prompt
     data: list[ImageData] = []
     for image in images_of(fields):
-        revised = canvas.global_description.description
         if body.response_format == "url":
             url = str(request.url_for("get_image", job_id=submission.job_id, n=str(image.n)))
             data.append(ImageData(url=url, revised_prompt=revised))
