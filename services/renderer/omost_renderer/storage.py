@@ -129,17 +129,19 @@ class S3ResultStore:
         return keys
 
     def delete_prefix(self, prefix: str) -> None:
-        """Delete every object under ``prefix``."""
-        for key, _ in self._keys(prefix):
+        """Delete every object of the job (``<id>``) or attempt (``<id>/<attempt>``) ``prefix``."""
+        # A bare string prefix would also match ``<id>/10`` for ``<id>/1``, or ``<id>x`` for
+        # ``<id>``: like the file store's folders, a prefix covers whole path segments only.
+        for key, _ in self._keys(prefix.rstrip("/") + "/"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def cleanup(self, older_than_s: float) -> int:
-        """Delete objects older than ``older_than_s`` seconds; return how many went."""
+        """Delete objects older than ``older_than_s`` seconds; return how many jobs they held."""
         cutoff = time.time() - older_than_s
         old = [key for key, modified in self._keys("") if modified < cutoff]
         for key in old:
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        return len(old)
+        return len({key.split("/", 1)[0] for key in old})
 
 
 def build_store(settings: Settings) -> ResultStore:
@@ -148,7 +150,7 @@ def build_store(settings: Settings) -> ResultStore:
         return FileResultStore(settings.results_dir)
     if not settings.s3_bucket:
         raise ValueError("OMOST_RENDERER_S3_BUCKET must be set when OMOST_RENDERER_STORAGE=s3")
-    import boto3  # type: ignore[import-not-found]  # optional dependency, only for storage=s3
+    import boto3  # optional dependency (the `s3` extra), only for storage=s3
 
     client = boto3.client(
         "s3",
