@@ -36,6 +36,7 @@ from omost_llm.protocol import (
     GenerationEnd,
     GenerationEvent,
     GenerationRequest,
+    SamplingParams,
     TextDelta,
 )
 from omost_llm.tiny import tiny_model_dir
@@ -94,7 +95,7 @@ def _serving(app: Any) -> Iterator[str]:
 
 
 async def _direct_once(backend: InstantBackend) -> int:
-    request = GenerationRequest([ChatMessage("user", "x")], OutputMode.CODE, 4096)
+    request = GenerationRequest([ChatMessage("user", "x")], OutputMode.CODE, SamplingParams(4096))
     count = 0
     async for event in backend.generate(request):
         count += isinstance(event, TextDelta)
@@ -146,8 +147,7 @@ async def _tokens_per_s(backend: TransformersBackend, seeds: int, max_tokens: in
         request = GenerationRequest(
             [ChatMessage("user", "a dragon over a castle")],
             backend.settings.output,
-            max_tokens,
-            seed=seed,
+            SamplingParams(max_tokens, seed=seed),
         )
         start = time.perf_counter()
         async for event in backend.generate(request):

@@ -9,7 +9,13 @@ import pytest
 from omost_llm.backends.openai_backend import OpenAIBackend, VLLMBackend
 from omost_llm.config import OutputMode, Settings
 from omost_llm.errors import BackendUnavailableError, SaturatedError
-from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationRequest, TextDelta
+from omost_llm.protocol import (
+    ChatMessage,
+    GenerationEnd,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
 from omost_schema import Canvas
 from pytest_httpserver import HTTPServer
 
@@ -33,7 +39,9 @@ def sse(pieces: list[str], finish: str = "stop") -> str:
 
 
 REQUEST = GenerationRequest(
-    messages=[ChatMessage("user", "a dragon")], output=OutputMode.JSON, max_tokens=100, seed=4
+    messages=[ChatMessage("user", "a dragon")],
+    output=OutputMode.JSON,
+    sampling=SamplingParams(max_tokens=100, seed=4),
 )
 
 

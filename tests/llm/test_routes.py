@@ -60,9 +60,9 @@ def test_chat_returns_omost_answer_and_canvas(client: openai.OpenAI, fake: FakeB
     sent = fake.requests[0]
     assert sent.messages[0].role == "system"
     assert "class Canvas" in sent.messages[0].content
-    assert sent.seed == 3
-    assert sent.temperature == 0.6
-    assert sent.top_p == 0.9
+    assert sent.sampling.seed == 3
+    assert sent.sampling.temperature == 0.6
+    assert sent.sampling.top_p == 0.9
 
 
 def test_chat_stream_sends_chunks_usage_and_done(client: openai.OpenAI) -> None:
@@ -192,7 +192,7 @@ def test_concurrent_requests_all_succeed(client: openai.OpenAI, fake: FakeBacken
     with ThreadPoolExecutor(8) as pool:
         contents = list(pool.map(one, range(16)))
     assert all(Canvas.from_code(c, strict=True) == make_canvas() for c in contents)
-    assert sorted(r.seed for r in fake.requests) == list(range(16))
+    assert sorted(r.sampling.seed for r in fake.requests) == list(range(16))
 
 
 def test_client_disconnect_cancels_generation(client: openai.OpenAI, fake: FakeBackend) -> None:

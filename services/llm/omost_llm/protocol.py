@@ -20,12 +20,10 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
-class GenerationRequest:
-    """What to generate: the full conversation (system prompt included) and sampling settings.
+class SamplingParams:
+    """Per-request sampling settings.
 
     Attributes:
-        messages: The conversation, system prompt first.
-        output: ``code`` (Omost code under the canvas grammar) or ``json`` (canvas JSON).
         max_tokens: Most new tokens; running out is a failure (a cut canvas is no canvas).
         temperature: Sampling temperature; 0 is greedy.
         top_p: Nucleus sampling mass.
@@ -33,13 +31,26 @@ class GenerationRequest:
         stop: Extra stop strings.
     """
 
-    messages: list[ChatMessage]
-    output: OutputMode
     max_tokens: int
     temperature: float = 0.6
     top_p: float = 0.9
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate: the full conversation (system prompt included) and sampling settings.
+
+    Attributes:
+        messages: The conversation, system prompt first.
+        output: ``code`` (Omost code under the canvas grammar) or ``json`` (canvas JSON).
+        sampling: How to sample.
+    """
+
+    messages: list[ChatMessage]
+    output: OutputMode
+    sampling: SamplingParams
 
 
 @dataclass(frozen=True)

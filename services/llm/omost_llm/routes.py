@@ -26,7 +26,8 @@ from omost_llm.api_models import (
 )
 from omost_llm.config import Settings
 from omost_llm.errors import BackendUnavailableError, BadRequestError, ModelNotFoundError
-from omost_llm.serving import Composer, Composition, Conversation, SamplingParams
+from omost_llm.protocol import SamplingParams
+from omost_llm.serving import Composer, Composition, Conversation
 from omost_llm.sse import ChunkWriter, ClosingStreamingResponse, chat_events
 
 router = APIRouter()

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from omost_schema import Canvas, Correction
 
@@ -39,6 +39,7 @@ from omost_llm.protocol import (
     GenerationEnd,
     GenerationEvent,
     GenerationRequest,
+    SamplingParams,
     TextDelta,
 )
 
@@ -49,17 +50,6 @@ class Conversation:
 
     messages: list[ChatMessage]
     previous: Canvas | None
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-request sampling settings."""
-
-    max_tokens: int
-    temperature: float = 0.6
-    top_p: float = 0.9
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -221,15 +211,7 @@ class Composer:
     async def _run(
         self, messages: list[ChatMessage], params: SamplingParams, start: float, attempt: _Attempt
     ) -> AsyncGenerator[str, None]:
-        request = GenerationRequest(
-            messages=messages,
-            output=self.output,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            seed=params.seed,
-            stop=params.stop,
-        )
+        request = GenerationRequest(messages=messages, output=self.output, sampling=params)
         deadline = start + self.settings.request_timeout_s
         events = self.backend.generate(request)
         try:

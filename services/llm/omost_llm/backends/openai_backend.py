@@ -107,17 +107,17 @@ class OpenAIBackend:
         body: dict[str, Any] = {
             "model": self.settings.upstream_model_id,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            "max_tokens": request.sampling.max_tokens,
+            "temperature": request.sampling.temperature,
+            "top_p": request.sampling.top_p,
             "stream": True,
             "stream_options": {"include_usage": True},
             **self.constraint_fields(),
         }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.stop:
-            body["stop"] = request.stop
+        if request.sampling.seed is not None:
+            body["seed"] = request.sampling.seed
+        if request.sampling.stop:
+            body["stop"] = request.sampling.stop
         try:
             async with self._client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:

@@ -114,11 +114,11 @@ class TransformersBackend:
                 matcher = xgr.GrammarMatcher(self._compiled)
                 bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
             params = LoopParams(
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                top_p=request.top_p,
-                seed=request.seed,
-                stop=request.stop,
+                max_tokens=request.sampling.max_tokens,
+                temperature=request.sampling.temperature,
+                top_p=request.sampling.top_p,
+                seed=request.sampling.seed,
+                stop=request.sampling.stop,
             )
             run_loop(
                 self._model,
