@@ -27,7 +27,12 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
 
     from omost_renderer.loading import load_renderer
 
-    return load_renderer(settings.model, settings.device, getattr(torch, settings.dtype))
+    return load_renderer(
+        settings.model,
+        settings.device,
+        getattr(torch, settings.dtype),
+        single_file_config=settings.single_file_config,
+    )
 
 
 def _run_api(settings: Settings, host: str, port: int) -> int:

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         default="tiny",
         description="Pipeline to load: a hub id, a local folder, a .safetensors file, or `tiny`.",
     )
+    single_file_config: str | None = Field(
+        default=None,
+        description="For a .safetensors `model`: hub id or local diffusers folder with its configs"
+        " and tokenizers (needed offline); inferred from the file when unset.",
+    )
     factory: str | None = Field(
         default=None,
         description="`module:callable` returning a CanvasRenderer; overrides `model` when set.",

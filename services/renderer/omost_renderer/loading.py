@@ -75,11 +75,21 @@ def _load_pretrained(model: str, dtype: torch.dtype) -> dict[str, Any]:
     }
 
 
-def _load_single_file(path: Path, dtype: torch.dtype) -> dict[str, Any]:
-    """Load an SDXL checkpoint saved as one ``.safetensors`` file (A1111/ComfyUI layout)."""
+def _load_single_file(path: Path, dtype: torch.dtype, config: str | None) -> dict[str, Any]:
+    """Load an SDXL checkpoint saved as one ``.safetensors`` file (A1111/ComfyUI layout).
+
+    The file holds weights only. Component configs and tokenizers come from ``config`` (a hub id
+    or a local folder in diffusers layout; its weights are not read) or, when it is unset, from the
+    hub repository diffusers infers from the checkpoint's keys (SDXL base for SDXL checkpoints).
+    """
     from diffusers import StableDiffusionXLPipeline
 
-    pipe = StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=dtype)
+    if not path.is_file():
+        raise FileNotFoundError(f"single-file checkpoint {path} does not exist")
+    options: dict[str, Any] = {"torch_dtype": dtype}
+    if config is not None:
+        options["config"] = config
+    pipe = StableDiffusionXLPipeline.from_single_file(str(path), **options)
     return {
         key: getattr(pipe, key)
         for key in ("unet", "vae", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2")
@@ -87,7 +97,11 @@ def _load_single_file(path: Path, dtype: torch.dtype) -> dict[str, Any]:
 
 
 def load_renderer(
-    model: str, device: str | None = None, dtype: torch.dtype | None = None
+    model: str,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    single_file_config: str | None = None,
 ) -> OmostSDXLPipeline:
     """Load the Omost SDXL renderer.
 
@@ -96,6 +110,8 @@ def load_renderer(
             (e.g. ``SG161222/RealVisXL_V4.0``).
         device: ``cuda``, ``cuda:1``, ``cpu``...; default ``cuda`` when available.
         dtype: UNet and text encoder precision; default fp16 on CUDA, float32 on CPU.
+        single_file_config: For a ``.safetensors`` file: a hub id or local diffusers folder whose
+            configs and tokenizers describe it (needed offline); default inferred from the file.
 
     Returns:
         A ``CanvasRenderer``.
@@ -116,7 +132,7 @@ def load_renderer(
             "text_encoder_2": encoders.text_encoder_2,
         }
     elif model.endswith(".safetensors"):
-        components = _load_single_file(Path(model), dtype)
+        components = _load_single_file(Path(model), dtype, single_file_config)
     else:
         components = _load_pretrained(model, dtype)
     return _from_components(components, device, dtype, model)

@@ -1,7 +1,8 @@
 """Tiny random SDXL components built from configs in code: the whole pipeline on CPU in a second.
 
-The shapes follow diffusers' own SDXL tests (two CLIP encoders of width 32 whose features
-concatenate to the UNet's 64-wide cross-attention, ``text_time`` added conditioning). The VAE has
+The shapes follow diffusers' own SDXL tests (two CLIP encoders whose features concatenate to the
+UNet's cross-attention width, ``text_time`` added conditioning). As in SDXL (768 and 1280), the
+two encoders differ in width, which is how single-file loaders tell them apart. The VAE has
 four blocks so that, like SDXL's, it shrinks images eightfold. The tokenizers are the real CLIP
 BPE vocabulary (from open_clip_torch's bundled merge file) when it is installed.
 """
@@ -20,12 +21,14 @@ from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
 
 #: CLIP's vocabulary size; the tiny encoders embed every real token id.
 VOCAB_SIZE = 49408
-TEXT_WIDTH = 32
+#: Widths of the CLIP-L and OpenCLIP stand-ins.
+CLIP_WIDTH = 32
+OPEN_CLIP_WIDTH = 48
 TIME_EMBED_DIM = 8
 
 
 def tiny_unet() -> Any:
-    """A two-level SDXL-style UNet with cross-attention width 64 (= 32 + 32)."""
+    """A two-level SDXL-style UNet with cross-attention width 80 (= 32 + 48)."""
     return UNet2DConditionModel(  # type: ignore[no-untyped-call]
         block_out_channels=(32, 64),
         layers_per_block=2,
@@ -39,9 +42,9 @@ def tiny_unet() -> Any:
         addition_embed_type="text_time",
         addition_time_embed_dim=TIME_EMBED_DIM,
         transformer_layers_per_block=(1, 2),
-        # 6 time ids embedded to 8 each, plus the pooled text embedding.
-        projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + TEXT_WIDTH,
-        cross_attention_dim=2 * TEXT_WIDTH,
+        # 6 time ids embedded to 8 each, plus the pooled (second encoder's) text embedding.
+        projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + OPEN_CLIP_WIDTH,
+        cross_attention_dim=CLIP_WIDTH + OPEN_CLIP_WIDTH,
         norm_num_groups=1,
     )
 
@@ -61,18 +64,18 @@ def tiny_vae() -> Any:
     )
 
 
-def _text_config() -> CLIPTextConfig:
+def _text_config(width: int) -> CLIPTextConfig:
     return CLIPTextConfig(
         bos_token_id=49406,
         eos_token_id=49407,
         pad_token_id=1,
-        hidden_size=TEXT_WIDTH,
+        hidden_size=width,
         intermediate_size=37,
         layer_norm_eps=1e-5,
         num_attention_heads=4,
         num_hidden_layers=3,
         hidden_act="gelu",
-        projection_dim=TEXT_WIDTH,
+        projection_dim=width,
         vocab_size=VOCAB_SIZE,
         max_position_embeddings=77,
     )
@@ -86,8 +89,8 @@ def tiny_text_encoders() -> TextEncoders:
     return TextEncoders(
         tokenizer=build_clip_tokenizer(bpe),
         tokenizer_2=build_clip_tokenizer(bpe, pad_token="!"),
-        text_encoder=CLIPTextModel(_text_config()),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config()),
+        text_encoder=CLIPTextModel(_text_config(CLIP_WIDTH)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(OPEN_CLIP_WIDTH)),
     )
 
 

@@ -5,7 +5,7 @@ from omost_renderer.cfg_batch import stack_for_guidance
 from omost_renderer.encoding import encode_plain, encode_regions
 from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.sampling import omost_sigmas
-from omost_renderer.tiny import build_tiny_renderer
+from omost_renderer.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH, build_tiny_renderer
 from omost_schema import Canvas
 
 
@@ -17,7 +17,7 @@ def test_stack_pads_the_shorter_sequence_and_hides_the_padding(
     batch = stack_for_guidance(neg, pos, repeats=2)
     length = pos.embeds.shape[1]
     assert length > neg.embeds.shape[1]
-    assert batch.embeds.shape == (4, length, 64)
+    assert batch.embeds.shape == (4, length, CLIP_WIDTH + OPEN_CLIP_WIDTH)
     assert batch.token_region.shape == (2, length)
     assert (batch.token_region[0, 77:] == -1).all()
     assert batch.token_region[1].tolist() == (pos.token_region + 1).tolist()

@@ -11,6 +11,7 @@ from omost_renderer.encoding import (
     region_token_ids,
 )
 from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH
 from omost_schema import Canvas
 
 
@@ -73,7 +74,7 @@ def test_encode_regions_tags_every_token_with_its_region(
     encoded = encode_regions(tiny_renderer.encoders, conditions)
     length = encoded.embeds.shape[1]
     assert length % CONTEXT == 0
-    assert encoded.embeds.shape == (1, length, 64)
+    assert encoded.embeds.shape == (1, length, CLIP_WIDTH + OPEN_CLIP_WIDTH)
     assert encoded.token_region.shape == (length,)
     assert encoded.token_region.unique().tolist() == [0, 1, 2]
     assert encoded.masks.shape == (3, 90, 90)
@@ -104,7 +105,7 @@ def test_pooled_projection_option_applies_the_text_projection(
 
 def test_negative_prompt_is_one_77_token_all_ones_region(tiny_renderer: OmostSDXLPipeline) -> None:
     encoded = encode_plain(tiny_renderer.encoders, "lowres, bad anatomy " * 40)
-    assert encoded.embeds.shape == (1, CONTEXT, 64)
+    assert encoded.embeds.shape == (1, CONTEXT, CLIP_WIDTH + OPEN_CLIP_WIDTH)
     assert encoded.token_region.tolist() == [0] * CONTEXT
     assert encoded.masks.shape == (1, 90, 90)
     assert bool((encoded.masks == 1).all())

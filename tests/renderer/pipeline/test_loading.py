@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 import torch
+from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
 from omost_renderer.loading import _vae_dtype, load_renderer
 from omost_renderer.rendering import RenderParams
 from omost_renderer.tiny import tiny_components
 from omost_schema import Canvas
+from original_checkpoint import save_original_sdxl_checkpoint
 
 
 def test_load_tiny_renders_on_cpu(dragon_canvas: Canvas) -> None:
@@ -49,3 +53,71 @@ def test_vae_stays_float32_when_half_precision_would_overflow() -> None:
     assert vae.config.force_upcast
     assert _vae_dtype(vae, torch.float16) == torch.float32
     assert _vae_dtype(vae, torch.float32) == torch.float32
+
+
+def _write_single_file_model(folder: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A tiny SDXL as an original-layout checkpoint, and a diffusers folder with only configs."""
+    parts = tiny_components()
+    encoders = parts["encoders"]
+    checkpoint = folder / "tiny-sdxl.safetensors"
+    save_original_sdxl_checkpoint(
+        checkpoint,
+        unet=parts["unet"],
+        vae=parts["vae"],
+        text_encoder=encoders.text_encoder,
+        text_encoder_2=encoders.text_encoder_2,
+        layers_per_block=parts["unet"].config.layers_per_block,
+        vae_blocks=len(parts["vae"].config.block_out_channels),
+    )
+    configs = folder / "configs"
+    StableDiffusionXLPipeline(
+        vae=parts["vae"],
+        text_encoder=encoders.text_encoder,
+        text_encoder_2=encoders.text_encoder_2,
+        tokenizer=encoders.tokenizer,
+        tokenizer_2=encoders.tokenizer_2,
+        unet=parts["unet"],
+        scheduler=EulerDiscreteScheduler(),
+    ).save_pretrained(configs)
+    # Only configs and tokenizers may come from the folder: the weights must be the file's.
+    for weights in configs.rglob("*.safetensors"):
+        weights.unlink()
+    return checkpoint, configs, parts
+
+
+def test_load_a_single_file_checkpoint(tmp_path: Path, dragon_canvas: Canvas) -> None:
+    checkpoint, configs, parts = _write_single_file_model(tmp_path)
+
+    loaded = load_renderer(str(checkpoint), "cpu", single_file_config=str(configs))
+
+    encoders = parts["encoders"]
+    pairs = {
+        "unet": (loaded.unet, parts["unet"]),
+        "vae": (loaded.vae, parts["vae"]),
+        "text_encoder": (loaded.encoders.text_encoder, encoders.text_encoder),
+        "text_encoder_2": (loaded.encoders.text_encoder_2, encoders.text_encoder_2),
+    }
+    for name, (got_model, want_model) in pairs.items():
+        got, want = got_model.state_dict(), want_model.state_dict()
+        assert got.keys() == want.keys(), name
+        for key, tensor in want.items():
+            assert torch.equal(got[key], tensor), f"{name}: {key}"
+    assert loaded.encoders.tokenizer_2.pad_token_id == 0
+
+    params = RenderParams(width=64, height=64, steps=2, seed=3)
+    expected = load_renderer("tiny", "cpu").render(dragon_canvas, params)[0].image
+    got = loaded.render(dragon_canvas, params)[0].image
+    assert np.array_equal(np.asarray(got), np.asarray(expected))
+
+    # The worker's way in: the settings name the file and the folder of its configs.
+    settings = Settings(
+        model=str(checkpoint), single_file_config=str(configs), device="cpu", dtype="float32"
+    )
+    from_settings = build_renderer(settings).render(dragon_canvas, params)[0].image
+    assert np.array_equal(np.asarray(from_settings), np.asarray(expected))
+
+
+def test_a_missing_single_file_checkpoint_is_named_in_the_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.safetensors"
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.safetensors"):
+        load_renderer(str(missing), "cpu", single_file_config=str(tmp_path))
