@@ -9,9 +9,10 @@ It describes the program as the Omost models write it (and as ``Canvas.to_code()
   call, then up to ``MAX_LOCAL_DESCRIPTIONS`` ``canvas.add_local_description(`` calls, each
   statement at the start of its line, between bounded runs of comment and blank lines;
 - keyword arguments only, all of them, in Omost's order, with an optional trailing comma;
-- strings in single or double quotes, bounded as ``Canvas`` bounds them, holding no control
-  characters or line separators and no escapes but ``\'``, ``\"`` and ``\\`` (all that
-  ``repr()`` writes for printable text);
+- strings in single or double quotes, bounded as ``Canvas`` bounds texts, holding no control
+  characters, line separators or backslashes: a text with an apostrophe goes in double quotes
+  and one with a double quote in single quotes, as ``repr()`` writes them (a text holding both
+  quote kinds or a backslash cannot be written, as in the JSON schema, which has no escapes);
 - vocabulary values as exact names; ``distance_to_viewer`` as a decimal with up to 6 integer
   digits and 4 decimals, above 0 and at most ``MAX_DISTANCE_TO_VIEWER``;
 - whitespace inside calls and comments bounded, so no rule can run on forever.
@@ -32,6 +33,8 @@ from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
 #: Characters after ``#`` in one comment line (Omost's comments repeat a description).
 MAX_COMMENT_CHARS = MAX_TEXT_CHARS + 100
+#: Characters of any string, texts and tags alike: within both of ``Canvas``'s bounds.
+MAX_GRAMMAR_STRING_CHARS = min(MAX_TEXT_CHARS, MAX_TAGS_CHARS)
 #: Comment or blank lines between two statements.
 MAX_GAP_LINES = 4
 #: Whitespace characters (spaces, tabs, newlines) between two tokens inside a call.
@@ -39,23 +42,26 @@ MAX_SPACE_CHARS = 24
 
 # The rules that do not depend on the options. Character classes leave out control characters
 # (C0 and DEL, which ``Canvas`` refuses; C1) and the Unicode line and paragraph separators, which
-# line-based tools split on; in strings also the quote and the backslash, which come escaped.
-# A long repetition of a bare character class is slow to compile in xgrammar 0.2.8 (its token
-# masks are precomputed per repetition step: 8 s for 600 steps with a 49k vocabulary), while a
-# repeated alternation is fast; so ``comment_char`` spells ``#`` as a second alternative.
+# line-based tools split on; in strings also the backslash and the string's own quote.
+#
+# Every long run is one bare character class repeated (``[...]{0,N}``): xgrammar matches that
+# with a counter, so a token mask costs the same at any point of a string. A repeat of a rule with
+# alternatives (an escape beside the plain characters, say) keeps one parser state per possible
+# count instead: its masks grew to seconds per token in long descriptions. That is why strings
+# hold no escapes. The repeats stand inside the rules that use them: xgrammar 0.2.9 takes 0.04 s
+# to compile one there but 5 s when it is a rule of its own. Texts and tags share one bound, so
+# there is one repeat per quote style.
+_COMMENT_CHAR = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_SQ_CHAR = r"[^'\\\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_DQ_CHAR = r'[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029]'
 _FIXED_RULES = r"""
-line ::= "\n" | "#" comment_char{0,MAX_COMMENT} "\n"
-comment_char ::= [^#\x00-\x1f\x7f-\x9f\u2028\u2029] | "#"
+line ::= "\n" | "#" COMMENT_CHAR{0,MAX_COMMENT} "\n"
 gap ::= "\n" line{0,MAX_GAP}
 ws ::= [ \t\n]{0,MAX_SPACE}
 eq ::= ws "=" ws
 comma ::= ws "," ws
 tail ::= ws ("," ws)?
-escape ::= "\\" ["'\\]
-sq_char ::= [^'\\\x00-\x1f\x7f-\x9f\u2028\u2029] | escape
-dq_char ::= [^"\\\x00-\x1f\x7f-\x9f\u2028\u2029] | escape
-text ::= "'" sq_char{0,MAX_TEXT} "'" | "\"" dq_char{0,MAX_TEXT} "\""
-tags ::= "'" sq_char{0,MAX_TAGS} "'" | "\"" dq_char{0,MAX_TAGS} "\""
+text ::= "'" SQ_CHAR{0,MAX_STRING} "'" | "\"" DQ_CHAR{0,MAX_STRING} "\""
 texts ::= "[" ws (text (comma text){0,MAX_MORE_DETAILED} tail)? "]"
 distance ::= "0." fraction | [1-9] [0-9]{0,MORE_DIGITS} "." [0-9]{1,4} | "MAX_DISTANCE." "0"{1,4}
 fraction ::= [1-9] [0-9]{0,3} | "0" [1-9] [0-9]{0,2} | "00" [1-9] [0-9]{0,1} | "000" [1-9]
@@ -67,7 +73,7 @@ program ::= line{0,MAX_GAP} "canvas = Canvas()" gap global_call (gap local_call)
 _GLOBAL_ARGUMENTS = (
     ("description", "text"),
     ("detailed_descriptions", "texts"),
-    ("tags", "tags"),
+    ("tags", "text"),
     ("HTML_web_color_name", "color"),
 )
 _LOCAL_ARGUMENTS = (
@@ -77,7 +83,7 @@ _LOCAL_ARGUMENTS = (
     ("distance_to_viewer", "distance"),
     ("description", "text"),
     ("detailed_descriptions", "texts"),
-    ("tags", "tags"),
+    ("tags", "text"),
     ("atmosphere", "text"),
     ("style", "text"),
     ("quality_meta", "text"),
@@ -126,8 +132,10 @@ def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = F
         _FIXED_RULES.replace("MAX_COMMENT", str(MAX_COMMENT_CHARS))
         .replace("MAX_GAP", str(MAX_GAP_LINES))
         .replace("MAX_SPACE", str(MAX_SPACE_CHARS))
-        .replace("MAX_TEXT", str(MAX_TEXT_CHARS))
-        .replace("MAX_TAGS", str(MAX_TAGS_CHARS))
+        .replace("MAX_STRING", str(MAX_GRAMMAR_STRING_CHARS))
+        .replace("COMMENT_CHAR", _COMMENT_CHAR)
+        .replace("SQ_CHAR", _SQ_CHAR)
+        .replace("DQ_CHAR", _DQ_CHAR)
         .replace("MAX_MORE_DETAILED", str(MAX_DETAILED_DESCRIPTIONS - 1))
         .replace("MORE_DIGITS", str(len(str(integer_max)) - 2))
         .replace("MAX_DISTANCE", str(integer_max))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from omost_schema import canvas_json_schema, parse_code
 from omost_schema.limits import MAX_TAGS_CHARS, MAX_TEXT_CHARS
 
 from .fakes import fenced, make_canvas
+from .processes import VLLM_PYTHON
 
 # A byte-level vocabulary: every string can be written, and compiling takes milliseconds.
 _VOCAB = [bytes([i]) for i in range(256)] + [b"<eos>"]
@@ -62,12 +66,58 @@ def test_split_patterns_match_exactly_the_bounded_strings() -> None:
         assert not pattern.fullmatch("\t")
 
 
-def test_the_schema_as_is_fails_xgrammar_cache_which_is_why_vllm_gets_it_split() -> None:
-    # If this starts passing, xgrammar's cache hashes long repeats and the split can go.
-    with pytest.raises(RuntimeError, match="per_rule_fsm_hashes"):
-        _compiler(cache=True).compile_json_schema(
-            json.dumps(decoding_json_schema()), any_whitespace=False
-        )
+# Run by vLLM's own Python: it compiles as vLLM does (xgrammar's grammar cache on) with the
+# xgrammar that vLLM pins, which may be older than this environment's.
+_VLLM_COMPILE = """
+import json, sys
+import xgrammar as xgr
+vocab = [bytes([i]) for i in range(256)] + [b"<eos>"]
+info = xgr.TokenizerInfo(vocab, vocab_size=len(vocab), stop_token_ids=[256])
+compiler = xgr.GrammarCompiler(info, cache_enabled=True)
+kind, text = sys.argv[1], open(sys.argv[2]).read()
+try:
+    if kind == "grammar":
+        compiler.compile_grammar(text)
+    else:
+        compiler.compile_json_schema(text, any_whitespace=False)
+except RuntimeError as error:
+    print(str(error)[-400:])
+    sys.exit(3)
+"""
+
+
+def _compiles_in_vllm(kind: str, text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    if not VLLM_PYTHON.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{VLLM_PYTHON} is missing (CI runs the vLLM integration tests)")
+        pytest.skip(f"{VLLM_PYTHON} is missing: build it with `make vllm-venv`")
+    source = tmp_path / f"{kind}.txt"
+    source.write_text(text, encoding="utf-8")
+    return subprocess.run(
+        [str(VLLM_PYTHON), "-c", _VLLM_COMPILE, kind, str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.vllm
+def test_vllms_xgrammar_compiles_what_the_vllm_backend_sends(tmp_path: Path) -> None:
+    schema = _compiles_in_vllm("schema", json.dumps(cache_safe_json_schema()), tmp_path)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    grammar = _compiles_in_vllm("grammar", decoding_grammar(), tmp_path)
+    assert grammar.returncode == 0, grammar.stdout + grammar.stderr
+
+
+@pytest.mark.vllm
+def test_vllms_xgrammar_cache_fails_the_unsplit_schema_which_is_why_it_is_split(
+    tmp_path: Path,
+) -> None:
+    # If this starts failing, vLLM's xgrammar hashes long repeats and the split can go.
+    unsplit = _compiles_in_vllm("schema", json.dumps(decoding_json_schema()), tmp_path)
+    assert unsplit.returncode == 3, unsplit.stdout + unsplit.stderr
+    assert "per_rule_fsm_hashes" in unsplit.stdout
 
 
 def test_grammar_is_the_fenced_omost_block() -> None:
