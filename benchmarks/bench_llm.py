@@ -5,6 +5,11 @@
   answers instantly, so all that is measured is the service: per request and per streamed token.
 * Constrained against unconstrained decoding on the ``tiny`` model (tokens per second), in both
   output modes: the cost of xgrammar's token masks.
+* Token-mask cost on a real answer: Omost's dragon answer forced token by token through the
+  compiled ``code`` grammar and, as the baseline, the ``json`` schema of the same canvas (the
+  Llama-3 vocabulary, compiled as the ``transformers`` backend compiles them): milliseconds per
+  mask, mean and worst, and the compile time. Random tiny models write short strings; Omost
+  models write descriptions of hundreds of characters, where a grammar's cost shows.
 * Tokens per canvas in ``code`` against ``json`` mode, for the same canvases (random ones and
   Omost's dragon answer), counted with the Llama-3 tokenizer.
 
@@ -177,6 +182,42 @@ def bench_constrained(seeds: int, max_tokens: int) -> dict[str, float]:
     return asyncio.run(run())
 
 
+def bench_masks() -> dict[str, float]:
+    """Per-token mask time over the dragon answer: code grammar against the JSON schema."""
+    import xgrammar as xgr
+    from omost_llm.answer import ANSWER_PREFIX, ANSWER_SENTENCE, wrap_code
+    from omost_llm.backends.transformers_backend import compile_constraint
+    from transformers import AutoTokenizer
+
+    settings = Settings(model="tiny")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir(settings.cache_dir)))
+    info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer))
+    canvas = Canvas.from_code(DRAGON.read_text(encoding="utf-8"), strict=True)
+    # The grammar covers the fenced block (the service writes the sentence before it).
+    block = wrap_code(canvas.to_code()).removeprefix(ANSWER_SENTENCE)
+    assert block.startswith(ANSWER_PREFIX.removeprefix(ANSWER_SENTENCE))
+    texts = {OutputMode.CODE: block, OutputMode.JSON: canvas.model_dump_json()}
+    result: dict[str, float] = {}
+    for output, text in texts.items():
+        start = time.perf_counter()
+        compiled = compile_constraint(info, output)
+        result[f"{output.value}_compile_s"] = time.perf_counter() - start
+        matcher = xgr.GrammarMatcher(compiled)
+        bitmask = xgr.allocate_token_bitmask(1, info.vocab_size)
+        times = []
+        for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+            start = time.perf_counter()
+            matcher.fill_next_token_bitmask(bitmask)
+            times.append(time.perf_counter() - start)
+            if not matcher.accept_token(token):
+                raise RuntimeError(f"the {output.value} constraint refused the dragon answer")
+        result[f"{output.value}_tokens"] = float(len(times))
+        result[f"{output.value}_mask_mean_ms"] = 1000 * statistics.mean(times)
+        result[f"{output.value}_mask_max_ms"] = 1000 * max(times)
+    result["code_over_json_mask"] = result["code_mask_mean_ms"] / result["json_mask_mean_ms"]
+    return result
+
+
 def bench_tokens_per_canvas(canvases: int) -> dict[str, float]:
     """Llama-3 tokens of Omost code against compact canvas JSON, for the same canvases."""
     from transformers import AutoTokenizer
@@ -222,8 +263,10 @@ def main() -> None:
         "tokens_per_canvas": bench_tokens_per_canvas(args.canvases),
         "overhead": bench_overhead(args.requests),
         "constrained": bench_constrained(args.seeds, args.max_tokens),
+        "masks": bench_masks(),
     }
     t, o, c = results["tokens_per_canvas"], results["overhead"], results["constrained"]
+    m = results["masks"]
     print(
         f"tokens per canvas ({t['canvases']:.0f} canvases, Llama-3): code "
         f"{t['code_tokens_mean']:.0f}"
@@ -243,6 +286,13 @@ def main() -> None:
             f"tiny model, {mode} mode, tokens/s: constrained {c[f'{mode}_constrained_tok_s']:.1f}"
             f", unconstrained {c[f'{mode}_free_tok_s']:.1f} -> ratio {c[f'{mode}_ratio']:.2f}"
         )
+    for mode in ("code", "json"):
+        print(
+            f"dragon answer, {mode} constraint ({m[f'{mode}_tokens']:.0f} tokens): mask mean "
+            f"{m[f'{mode}_mask_mean_ms']:.3f} ms, worst {m[f'{mode}_mask_max_ms']:.2f} ms, "
+            f"compile {m[f'{mode}_compile_s']:.2f} s"
+        )
+    print(f"code/json mask time per token: {m['code_over_json_mask']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

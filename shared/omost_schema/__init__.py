@@ -10,6 +10,7 @@ from omost_schema.conditions import ProcessedCanvas, RegionCondition, clean_subp
 from omost_schema.errors import CanvasCodeError, ErrorDetail, ErrorResponse
 from omost_schema.geometry import GRID_SIZE, Rect, pixel_rect, region_rect
 from omost_schema.grammar import canvas_grammar
+from omost_schema.json_grammar import canvas_json_grammar
 from omost_schema.json_schema import canvas_json_schema
 from omost_schema.names import correct_name
 from omost_schema.sketch import debug_png, sketch_image
@@ -48,6 +49,7 @@ __all__ = [
     "Rect",
     "RegionCondition",
     "canvas_grammar",
+    "canvas_json_grammar",
     "canvas_json_schema",
     "clean_subprompt",
     "correct_name",

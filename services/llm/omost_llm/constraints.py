@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from omost_schema import canvas_grammar, canvas_json_schema
+from omost_schema import canvas_grammar, canvas_json_grammar, canvas_json_schema
 
 # `^[...]{0,N}$`: a character class repeated at most N times.
 _BOUNDED_CLASS = re.compile(r"^\^(\[(?:\\.|[^\]])*\])\{0,(\d+)\}\$$")
@@ -24,11 +24,20 @@ def decoding_grammar() -> str:
     return canvas_grammar(fenced=True)
 
 
+def decoding_json_grammar() -> str:
+    """The EBNF of a canvas as compact JSON, for engines that compile a grammar (in-process).
+
+    A subset of ``decoding_json_schema()`` whose token masks are hundreds of times cheaper
+    under xgrammar than the schema's string patterns (see ``omost_schema.json_grammar``).
+    """
+    return canvas_json_grammar()
+
+
 def decoding_json_schema() -> dict[str, Any]:
     """``canvas_json_schema()`` unchanged: its string patterns bound every string's length.
 
-    For decoders that compile it without xgrammar's grammar cache (the in-process backend) or
-    do not use xgrammar at all (hosted OpenAI-compatible servers).
+    For servers that take a JSON schema and do not use xgrammar's grammar cache (hosted
+    OpenAI-compatible servers).
     """
     return canvas_json_schema()
 
