@@ -254,3 +254,24 @@ def test_json_mode_prints_omost_code(client: openai.OpenAI, fake: FakeBackend) -
     text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices)
     assert Canvas.from_code(text, strict=True) == make_canvas()
     assert "JSON schema" in fake.requests[0].messages[0].content
+
+
+@pytest.mark.parametrize("service", [{"request_timeout_s": 0.3}], indirect=True)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_generation_over_the_time_limit_is_stopped_with_504(
+    service: str, fake: FakeBackend, stream: bool
+) -> None:
+    # Each delta takes 0.1 s and the canvas has many: the limit falls mid-generation.
+    fake.delay_s = 0.1
+    body = {"model": "test-model", "messages": USER, "stream": stream}
+    with httpx.stream("POST", f"{service}/v1/chat/completions", json=body, timeout=30) as answer:
+        text = answer.read().decode()
+    if stream:
+        # Headers went out with the first delta: the error arrives as the stream's last event.
+        assert answer.status_code == 200
+        assert '"code":"backend_timeout"' in text.replace(" ", "")
+    else:
+        assert answer.status_code == 504
+        assert answer.json()["error"]["code"] == "backend_timeout"
+    assert fake.cancelled == 1
+    assert fake.completed == 0
