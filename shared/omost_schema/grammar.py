@@ -22,9 +22,9 @@ Everything the grammar matches parses with ``parse_code(text, strict=True)``.
 
 from functools import lru_cache
 
+from omost_schema.grammar_parts import GLOBAL_FIELDS, LOCAL_FIELDS, distance_rules, text_char
 from omost_schema.limits import (
     MAX_DETAILED_DESCRIPTIONS,
-    MAX_DISTANCE_TO_VIEWER,
     MAX_LOCAL_DESCRIPTIONS,
     MAX_TAGS_CHARS,
     MAX_TEXT_CHARS,
@@ -51,9 +51,6 @@ MAX_SPACE_CHARS = 24
 # hold no escapes. The repeats stand inside the rules that use them: xgrammar 0.2.9 takes 0.04 s
 # to compile one there but 5 s when it is a rule of its own. Texts and tags share one bound, so
 # there is one repeat per quote style.
-_COMMENT_CHAR = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
-_SQ_CHAR = r"[^'\\\x00-\x1f\x7f-\x9f\u2028\u2029]"
-_DQ_CHAR = r'[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029]'
 _FIXED_RULES = r"""
 line ::= "\n" | "#" COMMENT_CHAR{0,MAX_COMMENT} "\n"
 gap ::= "\n" line{0,MAX_GAP}
@@ -63,32 +60,9 @@ comma ::= ws "," ws
 tail ::= ws ("," ws)?
 text ::= "'" SQ_CHAR{0,MAX_STRING} "'" | "\"" DQ_CHAR{0,MAX_STRING} "\""
 texts ::= "[" ws (text (comma text){0,MAX_MORE_DETAILED} tail)? "]"
-distance ::= "0." fraction | [1-9] [0-9]{0,MORE_DIGITS} "." [0-9]{1,4} | "MAX_DISTANCE." "0"{1,4}
-fraction ::= [1-9] [0-9]{0,3} | "0" [1-9] [0-9]{0,2} | "00" [1-9] [0-9]{0,1} | "000" [1-9]
+tags ::= text
 program ::= line{0,MAX_GAP} "canvas = Canvas()" gap global_call (gap local_call){0,MAX_LOCALS}
 """
-
-
-# Each call's keyword arguments in Omost's order, with the rule of their value.
-_GLOBAL_ARGUMENTS = (
-    ("description", "text"),
-    ("detailed_descriptions", "texts"),
-    ("tags", "text"),
-    ("HTML_web_color_name", "color"),
-)
-_LOCAL_ARGUMENTS = (
-    ("location", "location"),
-    ("offset", "offset"),
-    ("area", "area"),
-    ("distance_to_viewer", "distance"),
-    ("description", "text"),
-    ("detailed_descriptions", "texts"),
-    ("tags", "text"),
-    ("atmosphere", "text"),
-    ("style", "text"),
-    ("quality_meta", "text"),
-    ("HTML_web_color_name", "color"),
-)
 
 
 def _call(rule: str, method: str, arguments: tuple[tuple[str, str], ...]) -> str:
@@ -121,9 +95,6 @@ def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = F
     """
     if not 0 <= max_locals <= MAX_LOCAL_DESCRIPTIONS:
         raise ValueError(f"max_locals must be within 0..{MAX_LOCAL_DESCRIPTIONS}, not {max_locals}")
-    # The limit is a power of ten (1e6): numbers with one digit fewer stay below it, and the
-    # limit itself is spelled out.
-    integer_max = int(MAX_DISTANCE_TO_VIEWER)
     if fenced:
         root = 'root ::= "```python\\n" program "\\n" "\\n"{0,2} "```"\n'
     else:
@@ -133,16 +104,14 @@ def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = F
         .replace("MAX_GAP", str(MAX_GAP_LINES))
         .replace("MAX_SPACE", str(MAX_SPACE_CHARS))
         .replace("MAX_STRING", str(MAX_GRAMMAR_STRING_CHARS))
-        .replace("COMMENT_CHAR", _COMMENT_CHAR)
-        .replace("SQ_CHAR", _SQ_CHAR)
-        .replace("DQ_CHAR", _DQ_CHAR)
+        .replace("COMMENT_CHAR", text_char())
+        .replace("SQ_CHAR", text_char("'\\\\"))
+        .replace("DQ_CHAR", text_char('"\\\\'))
         .replace("MAX_MORE_DETAILED", str(MAX_DETAILED_DESCRIPTIONS - 1))
-        .replace("MORE_DIGITS", str(len(str(integer_max)) - 2))
-        .replace("MAX_DISTANCE", str(integer_max))
         .replace("MAX_LOCALS", str(max_locals))
     )
-    calls = _call("global_call", "set_global_description", _GLOBAL_ARGUMENTS) + _call(
-        "local_call", "add_local_description", _LOCAL_ARGUMENTS
+    calls = _call("global_call", "set_global_description", GLOBAL_FIELDS) + _call(
+        "local_call", "add_local_description", LOCAL_FIELDS
     )
     vocabulary = (
         _names("location", LOCATIONS)
@@ -150,4 +119,4 @@ def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = F
         + _names("area", AREAS)
         + _names("color", COLOR_NAMES)
     )
-    return root + fixed.lstrip("\n") + calls + vocabulary
+    return root + fixed.lstrip("\n") + distance_rules(integers=False) + calls + vocabulary

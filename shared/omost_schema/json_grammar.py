@@ -11,39 +11,17 @@ millisecond (``docs/benchmarks.md``).
 
 from functools import lru_cache
 
+from omost_schema.grammar_parts import GLOBAL_FIELDS, LOCAL_FIELDS, distance_rules, text_char
 from omost_schema.limits import (
     MAX_DETAILED_DESCRIPTIONS,
-    MAX_DISTANCE_TO_VIEWER,
     MAX_LOCAL_DESCRIPTIONS,
     MAX_TAGS_CHARS,
     MAX_TEXT_CHARS,
 )
 from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
-# JSON strings without escapes: no quote, backslash or control character (C0, DEL, C1) and no
-# Unicode line separators, as the schema's patterns and the code grammar also refuse.
-_STRING_CHAR = r'[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029]'
-
-# Each object's keys in the model's order, with the rule of their value.
-_GLOBAL_FIELDS = (
-    ("description", "text"),
-    ("detailed_descriptions", "texts"),
-    ("tags", "tags"),
-    ("HTML_web_color_name", "color"),
-)
-_LOCAL_FIELDS = (
-    ("location", "location"),
-    ("offset", "offset"),
-    ("area", "area"),
-    ("distance_to_viewer", "distance"),
-    ("description", "text"),
-    ("detailed_descriptions", "texts"),
-    ("tags", "tags"),
-    ("atmosphere", "text"),
-    ("style", "text"),
-    ("quality_meta", "text"),
-    ("HTML_web_color_name", "color"),
-)
+# JSON strings without escapes: no quote or backslash either.
+_STRING_CHAR = text_char('"\\\\')
 
 
 def _object(rule: str, fields: tuple[tuple[str, str], ...]) -> str:
@@ -71,21 +49,15 @@ def canvas_json_grammar() -> str:
     Returns:
         The grammar text, for ``xgrammar.Grammar.from_ebnf``.
     """
-    integer_max = int(MAX_DISTANCE_TO_VIEWER)
-    more_digits = len(str(integer_max)) - 2
     rules = [
         'root ::= "{\\"global_description\\":" global ",\\"local_descriptions\\":" locals "}"\n',
-        _object("global", _GLOBAL_FIELDS),
-        _object("local", _LOCAL_FIELDS),
+        _object("global", GLOBAL_FIELDS),
+        _object("local", LOCAL_FIELDS),
         _bounded_list("locals", "local", MAX_LOCAL_DESCRIPTIONS),
         _bounded_list("texts", "text", MAX_DETAILED_DESCRIPTIONS),
         f'text ::= "\\"" {_STRING_CHAR}{{0,{MAX_TEXT_CHARS}}} "\\""\n',
         f'tags ::= "\\"" {_STRING_CHAR}{{0,{MAX_TAGS_CHARS}}} "\\""\n',
-        # Above 0 and at most the limit: a decimal with up to four places, or the limit itself.
-        f'distance ::= "0." fraction | [1-9] [0-9]{{0,{more_digits}}} ("." [0-9]{{1,4}})? '
-        f'| "{integer_max}" ("." "0"{{1,4}})?\n',
-        'fraction ::= [1-9] [0-9]{0,3} | "0" [1-9] [0-9]{0,2} | "00" [1-9] [0-9]{0,1}'
-        ' | "000" [1-9]\n',
+        distance_rules(integers=True),
         _enum("location", LOCATIONS),
         _enum("offset", OFFSETS),
         _enum("area", AREAS),
