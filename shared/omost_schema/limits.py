@@ -20,3 +20,8 @@ MAX_CODE_CHARS = 400_000
 #: Bracket nesting accepted in Omost code (a canvas needs 2: a call holding a list). Checked before
 #: Python's parser runs, which can exhaust its stack on deep nesting.
 MAX_CODE_NESTING = 8
+#: Characters of a vocabulary name accepted by lenient matching. difflib's ratio is
+#: ``2 * matches / (len(value) + len(name))`` and at most ``len(name)`` characters match, so a value
+#: over three times the longest valid name (30, "a medium-sized horizontal area") can never reach
+#: Omost's cut-off of 0.5: refusing it changes no answer and bounds difflib's quadratic work.
+MAX_NAME_CHARS = 90

@@ -3,6 +3,7 @@
 import difflib
 from typing import Literal
 
+from omost_schema.limits import MAX_NAME_CHARS
 from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
 NameKind = Literal["location", "offset", "area", "color"]
@@ -16,9 +17,6 @@ _NAMES: dict[str, tuple[str, ...]] = {
 
 # Omost's cut-off for difflib's similarity ratio: below it a name is refused.
 _CUTOFF = 0.5
-# Valid names are at most 30 characters; longer input cannot be a near miss, and refusing it
-# keeps difflib's quadratic matching bounded.
-_MAX_NAME_CHARS = 64
 
 
 def vocabulary(kind: NameKind) -> tuple[str, ...]:
@@ -33,7 +31,8 @@ def correct_name(kind: NameKind, value: str) -> str:
     """Map a possibly misspelt name to the closest valid one, as Omost does.
 
     The value is lower-cased, then matched with ``difflib.get_close_matches`` (cut-off 0.5).
-    Omost's matching is known to be wrong at times ("top left" becomes "on the left"), so callers
+    Values over ``MAX_NAME_CHARS`` (90) characters are refused without matching: none of them
+    could reach the cut-off, so Omost would refuse them too. Omost's matching is known to be wrong at times ("top left" becomes "on the left"), so callers
     should report every correction, and strict parsing refuses them.
 
     Args:
@@ -47,8 +46,10 @@ def correct_name(kind: NameKind, value: str) -> str:
         ValueError: If no valid name is close enough, or ``kind`` is unknown.
     """
     names = vocabulary(kind)
-    if len(value) > _MAX_NAME_CHARS:
-        raise ValueError(f"{kind} is {len(value)} characters long; valid names are much shorter")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(
+            f"{kind} is {len(value)} characters long; over {MAX_NAME_CHARS} no valid name is close"
+        )
     lowered = value.lower()
     match = difflib.get_close_matches(lowered, names, n=1, cutoff=_CUTOFF)
     if not match:
