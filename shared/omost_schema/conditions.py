@@ -75,15 +75,18 @@ def sorted_locals(canvas: Canvas) -> list[tuple[int, LocalDescription]]:
 
 
 def _sketch_float(canvas: Canvas) -> npt.NDArray[np.float32]:
+    # Omost's arithmetic to the last bit: the sketch is stored in float32; each blend adds the
+    # colour term taken in float64 (0.7 times a uint8 colour) to the float32 product
+    # 0.3 * box, in float64, and stores the sum back as float32. All-float32 blends truncate to
+    # a different integer for some colours (blueviolet under darkkhaki gives 140 instead of 141).
     image = np.zeros((GRID_SIZE, GRID_SIZE, 3), dtype=np.float32)
-    image += np.array(COLORS[canvas.global_description.HTML_web_color_name], dtype=np.float32)
+    image += np.array(COLORS[canvas.global_description.HTML_web_color_name], dtype=np.uint8)
+    below = np.float32(0.3)  # 1 - SKETCH_COLOR_WEIGHT, as Omost writes it
     for _, local in sorted_locals(canvas):
         top, bottom, left, right = local.rect
-        color = np.array(COLORS[local.HTML_web_color_name], dtype=np.float32)
+        color = SKETCH_COLOR_WEIGHT * np.array(COLORS[local.HTML_web_color_name], dtype=np.float64)
         box = image[top:bottom, left:right]
-        image[top:bottom, left:right] = (
-            SKETCH_COLOR_WEIGHT * color + (1.0 - SKETCH_COLOR_WEIGHT) * box
-        )
+        image[top:bottom, left:right] = color + (below * box).astype(np.float64)
     return image
 
 

@@ -32,8 +32,9 @@ def correct_name(kind: NameKind, value: str) -> str:
 
     The value is lower-cased, then matched with ``difflib.get_close_matches`` (cut-off 0.5).
     Values over ``MAX_NAME_CHARS`` (90) characters are refused without matching: none of them
-    could reach the cut-off, so Omost would refuse them too. Omost's matching is known to be wrong at times ("top left" becomes "on the left"), so callers
-    should report every correction, and strict parsing refuses them.
+    could reach the cut-off, so Omost would refuse them too. Omost's matching is known to be
+    wrong at times ("top left" becomes "on the left"), so callers should report every
+    correction, and strict parsing refuses them.
 
     Args:
         kind: ``"location"``, ``"offset"``, ``"area"`` or ``"color"``.

@@ -70,7 +70,7 @@ def test_name_length_bound_refuses_nothing_omost_could_match() -> None:
     # difflib's ratio is 2 * matches / (len(a) + len(b)) and matches <= the name's length, so a
     # value longer than three times the longest valid name never reaches the 0.5 cut-off.
     longest = max(len(name) for names in (LOCATIONS, OFFSETS, AREAS, COLOR_NAMES) for name in names)
-    assert MAX_NAME_CHARS >= 3 * longest
+    assert 3 * longest <= MAX_NAME_CHARS
     best_case = "a medium-sized horizontal area" + "x" * (MAX_NAME_CHARS + 1 - longest)
     assert difflib.SequenceMatcher(None, best_case, "a medium-sized horizontal area").ratio() < 0.5
 
