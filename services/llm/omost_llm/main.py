@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastAPIValidationError
 from fastapi.responses import JSONResponse
+from omost_schema.asgi_limits import BodySizeLimit
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,7 +19,6 @@ from omost_llm.errors import (
     InternalError,
     LLMServiceError,
     ModelNotFoundError,
-    RequestTooLargeError,
     RequestValidationError,
 )
 from omost_llm.metrics import Metrics
@@ -54,13 +54,12 @@ def _http_error(exc: HTTPException) -> LLMServiceError:
     return BadRequestError(str(exc.detail))
 
 
-class LimitsAndMetricsMiddleware:
-    """Refuse bodies over the size limit before reading them; count and time every answer."""
+class MetricsMiddleware:
+    """Count and time every answer, the body limit's 413 included."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         """Wrap ``app``."""
         self.app = app
-        self.settings = settings
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,17 +79,6 @@ class LimitsAndMetricsMiddleware:
                 self.metrics.requests.labels(route, str(status["code"])).inc()
                 self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
-        length = dict(scope["headers"]).get(b"content-length")
-        if (
-            length is not None
-            and length.isdigit()
-            and int(length) > self.settings.max_request_bytes
-        ):
-            error = RequestTooLargeError(
-                f"the body has {int(length)} bytes; the limit is {self.settings.max_request_bytes}"
-            )
-            await error_response(error)(scope, receive, send_counted)
-            return
         await self.app(scope, receive, send_counted)
 
 
@@ -142,5 +130,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
         return error_response(InternalError(f"internal error: {type(exc).__name__}"))
 
-    app.add_middleware(LimitsAndMetricsMiddleware, settings=settings, metrics=metrics)
+    # The last added is the outermost: the metrics see the body limit's answers too.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Queued plus running jobs above which submits get 503."
     )
     retry_after_s: int = Field(default=5, ge=1, description="`Retry-After` of a 503 answer.")
+    max_request_bytes: int = Field(
+        default=2_000_000,
+        gt=0,
+        description="Largest request body in bytes (counted as it arrives); larger gets 413.",
+    )
     job_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long a finished job and its results are kept."
     )

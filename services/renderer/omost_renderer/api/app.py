@@ -1,18 +1,22 @@
-"""The app factory: lifespan (clients), error handlers, and the health and metrics routes."""
+"""The app factory: lifespan (clients), error handlers, body limit, health and metrics routes."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from omost_schema import ErrorResponse
+from omost_schema.asgi_limits import BodySizeLimit
+from omost_schema.openapi_errors import error_responses
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
@@ -26,10 +30,12 @@ from omost_renderer.errors import (
     InvalidRequestError,
     QueueFullError,
     RendererError,
+    StoreFullError,
 )
 from omost_renderer.job_queue import JobQueue, ensure_group
 from omost_renderer.metrics import render_metrics
 from omost_renderer.storage import build_store
+from omost_renderer.worker_health import ReadyResponse, readiness
 
 logger = logging.getLogger(__name__)
 
@@ -42,31 +48,35 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health_router.get("/ready")
-async def ready(state: ServiceState = Depends(get_state)) -> dict[str, str]:  # noqa: B008
-    """Readiness: Redis answers a ping."""
+@health_router.get("/ready", responses=error_responses(BackendUnavailableError))
+async def ready(state: ServiceState = Depends(get_state)) -> ReadyResponse:  # noqa: B008
+    """Readiness: Redis answers; failures the live workers report are listed (`degraded`)."""
     await state.redis.ping()
-    return {"status": "ready"}
+    return await readiness(state.redis)
 
 
-@health_router.get("/metrics")
+@health_router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses=error_responses(BackendUnavailableError),
+)
 async def metrics(state: ServiceState = Depends(get_state)) -> Response:  # noqa: B008
-    """Prometheus metrics of the queue and the workers."""
+    """Prometheus metrics of the queue and the workers (text exposition format)."""
     stats = await state.queue.stats()
-    return Response(render_metrics(stats), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(render_metrics(stats), media_type="text/plain; version=0.0.4")
 
 
 def _error_response(error: RendererError) -> JSONResponse:
     body = ErrorResponse.build(error.message, error.error_type, param=error.param, code=error.code)
     headers = {}
-    if isinstance(error, QueueFullError):
+    if isinstance(error, (QueueFullError, StoreFullError)):
         headers["Retry-After"] = str(error.retry_after_s)
     elif isinstance(error, BackendUnavailableError):
         headers["Retry-After"] = "1"
     return JSONResponse(body.model_dump(), status_code=error.status_code, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     """Map every error to the OpenAI envelope, in this one place."""
 
     async def on_renderer_error(request: Request, error: Exception) -> JSONResponse:
@@ -77,12 +87,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.warning("redis unavailable: %s", error)
         return _error_response(BackendUnavailableError("the job store (Redis) is unreachable"))
 
+    async def on_redis_refused(request: Request, error: Exception) -> JSONResponse:
+        # Under `noeviction` a full Redis refuses writes with an OOM error: tell the client to
+        # come back, like any other overload. Other refusals are bugs: the 500 handler's.
+        if not str(error).startswith("OOM"):
+            return await on_unexpected(request, error)
+        logger.warning("redis is full (maxmemory): %s", error)
+        full = StoreFullError(
+            "the job store (Redis) is full; retry later", retry_after_s=settings.retry_after_s
+        )
+        return _error_response(full)
+
     async def on_validation(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         first = error.errors()[0] if error.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        # A check across fields (the render budget) names the field to change in its context.
+        param = ".".join(location) or (first.get("ctx") or {}).get("param")
         message = f"{'.'.join(location) or 'body'}: {first.get('msg', 'invalid request')}"
-        return _error_response(InvalidRequestError(message, param=".".join(location) or None))
+        return _error_response(InvalidRequestError(message, param=param or None))
 
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
@@ -97,8 +120,36 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RendererError, on_renderer_error)
     app.add_exception_handler(RedisConnectionError, on_redis_down)
     app.add_exception_handler(RedisTimeoutError, on_redis_down)
+    app.add_exception_handler(ResponseError, on_redis_refused)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+
+
+class RendererApp(FastAPI):
+    """The renderer API: FastAPI with an OpenAPI document true to its error answers."""
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document, without FastAPI's default 422 answers.
+
+        Invalid requests answer 400 in the OpenAI envelope (documented on each route); FastAPI
+        adds a 422 with its own error model to every route with parameters, never sent here.
+        """
+        if self.openapi_schema is None:
+            _drop_default_422(super().openapi())  # builds and keeps `openapi_schema`
+        assert self.openapi_schema is not None
+        return self.openapi_schema
+
+
+def _drop_default_422(document: dict[str, Any]) -> None:
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            content = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -132,10 +183,11 @@ def create_app(settings: Settings) -> FastAPI:
             await http.aclose()
             await redis.aclose()
 
-    app = FastAPI(title="omost-renderer", version="0.1.0", lifespan=lifespan)
-    _install_error_handlers(app)
+    app = RendererApp(title="omost-renderer", version="0.1.0", lifespan=lifespan)
+    _install_error_handlers(app, settings)
     app.include_router(health_router)
     app.include_router(renders_router)
     app.include_router(images_router)
     include_web(app, llm_url=settings.llm_url, llm_timeout_s=settings.llm_timeout_s)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

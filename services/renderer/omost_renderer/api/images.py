@@ -71,6 +71,15 @@ def _parse_size(size: str) -> tuple[int, int]:
     return width, height
 
 
+def _check_budget(width: int, height: int, n: int, steps: int) -> None:
+    """Refuse, before the LLM is asked, a size and ``n`` over the renderer's pixel budget."""
+    try:
+        RenderParams(width=width, height=height, num_images=n, steps=steps)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        raise InvalidRequestError(f"size and n: {first['msg']}", param="n") from None
+
+
 async def _compose(state: ServiceState, prompt: str) -> Canvas:
     """Ask the LLM service for a canvas."""
     try:
@@ -108,6 +117,7 @@ async def generate_images(
 ) -> ImagesResponse:
     """Compose a canvas for the prompt, render it and answer like OpenAI's Images API."""
     width, height = _parse_size(body.size)
+    _check_budget(width, height, body.n, state.settings.images_steps)
     canvas = await _compose(state, body.prompt)
     params = RenderParams(
         width=width, height=height, num_images=body.n, steps=state.settings.images_steps

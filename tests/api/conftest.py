@@ -1,0 +1,67 @@
+"""Fixtures of the API tests: a redis-server, and both services served by real uvicorn servers.
+
+The renderer API runs against a real Redis without a worker; the LLM service runs on the scripted
+backend of the LLM tests, so the API layer is exercised without a model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from llm.fakes import FakeBackend
+from omost_llm.config import Settings as LlmSettings
+from omost_llm.main import create_app as create_llm_app
+from omost_renderer.api import create_app as create_renderer_app
+from redis import Redis
+from renderer.service.service_support import RedisServer, make_settings
+
+from .servers import serve
+
+LLM_MODEL = "test-model"
+
+Server = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def renderer_server(redis_url: str, tmp_path: Path) -> Server:
+    """Start the renderer API with settings overrides: ``with renderer_server(**kw) as url``."""
+
+    def start(**overrides: object) -> AbstractContextManager[str]:
+        settings = make_settings(redis_url, tmp_path / "results", **overrides)
+        return serve(create_renderer_app(settings))
+
+    return start
+
+
+@pytest.fixture
+def llm_server() -> Server:
+    """Start the LLM service on a scripted backend: ``with llm_server(**kw) as url``."""
+
+    def start(**overrides: object) -> AbstractContextManager[str]:
+        values: dict[str, object] = {"model": LLM_MODEL, "warmup": False, **overrides}
+        settings = LlmSettings(**values)  # type: ignore[arg-type]
+        return serve(create_llm_app(settings, FakeBackend()))
+
+    return start
