@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     job_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long a finished job and its results are kept."
     )
+    canceled_ttl_s: int = Field(
+        default=3600,
+        ge=1,
+        description="How long a job canceled while queued is kept (its record only, no request).",
+    )
     idempotency_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long an `Idempotency-Key` maps to its job."
     )

@@ -13,17 +13,32 @@ DEAD_LETTER_KEY = "omost:render:dead"
 JOB_KEY_PREFIX = "omost:render:job:"
 #: Per-job stream of status and progress events (what Server-Sent Events replay).
 EVENTS_KEY_PREFIX = "omost:render:events:"
+#: Per-job stream of the latest step previews: capped, short-lived, never replayed by resume.
+PREVIEWS_KEY_PREFIX = "omost:render:previews:"
+#: Sorted set of the sequence numbers of entries canceled while queued (for queue positions).
+CANCELED_KEY = "omost:render:canceled"
+#: Sorted set of live workers, scored by when their health key expires (for ``/metrics``).
+WORKERS_KEY = "omost:render:workers"
 #: ``SET NX`` key that maps a client's ``Idempotency-Key`` to the job it created.
 IDEMPOTENCY_KEY_PREFIX = "omost:render:idempotency:"
 #: Worker health key, refreshed by every heartbeat; ``omost-renderer worker --check`` reads it.
 WORKER_HEALTH_KEY_PREFIX = "omost:render:worker:"
 #: Hash of counters the workers keep for ``/metrics`` (histogram buckets, redeliveries).
 METRICS_KEY = "omost:render:metrics"
+#: Held (``SET NX PX``) by the one worker that runs the results cleanup in an interval.
+CLEANUP_LOCK_KEY = "omost:render:cleanup"
 
 #: A worker health key lives this many heartbeats, so one missed beat does not fail a probe.
 HEALTH_TTL_HEARTBEATS = 3
 #: Seconds an idempotency key is remembered by default.
 DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
+#: A job's event stream is trimmed to about this many events while it runs (progress of at most
+#: a few attempts of the longest accepted render); a final job keeps only its final event.
+EVENTS_MAXLEN = 1000
+#: Previews kept per job: only the latest, so a late or resuming client sees where the job is.
+PREVIEWS_MAXLEN = 1
+#: Seconds the latest preview outlives its last update (it is never kept with a finished job).
+PREVIEW_TTL_S = 30
 
 #: Histogram bucket upper bounds (seconds) for the time from enqueue to start.
 WAIT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -39,6 +54,11 @@ def job_key(job_id: str) -> str:
 def events_key(job_id: str) -> str:
     """Return the event stream key of a job."""
     return f"{EVENTS_KEY_PREFIX}{job_id}"
+
+
+def previews_key(job_id: str) -> str:
+    """Return the preview stream key of a job."""
+    return f"{PREVIEWS_KEY_PREFIX}{job_id}"
 
 
 def idempotency_key(client_key: str) -> str:

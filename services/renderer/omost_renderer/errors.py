@@ -53,6 +53,14 @@ class ConflictError(RendererError):
     code = "conflict"
 
 
+class IdempotencyKeyReusedError(RendererError):
+    """The ``Idempotency-Key`` was used before with a different request."""
+
+    status_code = 422
+    error_type = "invalid_request_error"
+    code = "idempotency_key_reused"
+
+
 class QueueFullError(RendererError):
     """The backlog reached its limit; the client should retry after ``retry_after_s``."""
 
@@ -71,6 +79,26 @@ class BackendUnavailableError(RendererError):
     status_code = 503
     error_type = "server_error"
     code = "backend_unavailable"
+
+
+class StoreFullError(RendererError):
+    """Redis is at ``maxmemory`` and refuses writes; the client should retry later."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "store_full"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ClientClosedError(RendererError):
+    """The client closed its connection before the answer was ready (nginx's 499)."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    code = "client_closed"
 
 
 class UpstreamError(RendererError):

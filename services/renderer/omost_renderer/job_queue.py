@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -13,9 +14,13 @@ from redis.exceptions import ResponseError
 
 from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
-from omost_renderer.errors import QueueFullError
-from omost_renderer.jobs import JobRequest
+from omost_renderer.errors import ConflictError, IdempotencyKeyReusedError, QueueFullError
+from omost_renderer.jobs import JobNotes, JobRequest
 from omost_renderer.worker_queue import StreamReply
+
+# A submit whose idempotency key keeps being remapped under it (each remap needs a job to
+# expire) gives up after this many lookups; in practice the second call settles it.
+_MAX_LOOKUPS = 4
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,19 @@ class Submission:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One entry of a job's event stream (``id`` is the SSE event id)."""
+    """One entry of a job's event streams.
+
+    Attributes:
+        id: Entry id; the SSE event id of a durable event.
+        type: SSE event type (``status``, ``progress``).
+        data: The event's JSON.
+        transient: A step preview: sent without an SSE id and never replayed on resume.
+    """
 
     id: str
     type: str
     data: str
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,11 @@ async def ensure_group(redis: Redis) -> None:
             raise
 
 
+def request_digest(request: JobRequest) -> str:
+    """Return the digest an idempotency key remembers its request by (SHA-256 of its JSON)."""
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
 class JobQueue:
     """Queue operations the API needs; every transition is one atomic Lua script."""
 
@@ -64,14 +82,65 @@ class JobQueue:
         self.settings = settings
         self._submit = redis.register_script(queue_scripts.SUBMIT)
         self._cancel = redis.register_script(queue_scripts.CANCEL)
+        self._position = redis.register_script(queue_scripts.POSITION)
 
-    async def submit(self, request: JobRequest, idempotency_key: str | None = None) -> Submission:
+    async def submit(
+        self,
+        request: JobRequest,
+        idempotency_key: str | None = None,
+        notes: JobNotes | None = None,
+    ) -> Submission:
         """Queue a job, or return the job an earlier call made with the same idempotency key.
+
+        An idempotency key remembers a digest of its request, as Stripe's do: the same key with
+        another request is refused. A key whose job has expired is free again.
+
+        Args:
+            request: What to render.
+            idempotency_key: The client's ``Idempotency-Key``, if it sent one.
+            notes: Corrections and warnings of parsing the request's code, kept with the job.
 
         Raises:
             QueueFullError: The backlog (queued plus running jobs) is at its limit.
+            IdempotencyKeyReusedError: The key was used with a different request.
         """
         job_id = uuid.uuid4().hex
+        believed = ""
+        for _ in range(_MAX_LOOKUPS):
+            outcome, value = await self._submit_once(
+                job_id, request, idempotency_key, believed, notes or JobNotes()
+            )
+            if outcome != "lookup":
+                break
+            believed = value
+        if outcome == "created":
+            return Submission(job_id=job_id, created=True)
+        if outcome == "existing":
+            return Submission(job_id=value, created=False)
+        if outcome == "reused":
+            raise IdempotencyKeyReusedError(
+                f"Idempotency-Key {idempotency_key!r} was already used with a different request"
+                f" (job {value}); use a new key for a new request",
+                param="Idempotency-Key",
+            )
+        if outcome == "full":
+            raise QueueFullError(
+                f"the render queue is full ({value} jobs); retry later",
+                retry_after_s=self.settings.retry_after_s,
+            )
+        raise ConflictError(
+            f"Idempotency-Key {idempotency_key!r} is being remapped concurrently; retry",
+            code="idempotency_conflict",
+        )
+
+    async def _submit_once(
+        self,
+        job_id: str,
+        request: JobRequest,
+        idempotency_key: str | None,
+        believed: str,
+        notes: JobNotes,
+    ) -> tuple[str, str]:
         queued_event = json.dumps({"status": "queued", "attempt": 0})
         result = await self._submit(
             keys=[
@@ -79,6 +148,7 @@ class JobQueue:
                 constants.job_key(job_id),
                 constants.idempotency_key(idempotency_key or ""),
                 constants.events_key(job_id),
+                constants.job_key(believed or job_id),
             ],
             args=[
                 job_id,
@@ -89,84 +159,117 @@ class JobQueue:
                 self.settings.max_attempts,
                 "1" if idempotency_key else "0",
                 queued_event,
+                request_digest(request),
+                believed,
+                notes.model_dump_json() if notes.corrections or notes.warnings else "",
             ],
         )
-        outcome, value = result[0], result[1]
-        if outcome == "existing":
-            return Submission(job_id=value, created=False)
-        if outcome == "full":
-            raise QueueFullError(
-                f"the render queue is full ({value} jobs); retry later",
-                retry_after_s=self.settings.retry_after_s,
-            )
-        return Submission(job_id=job_id, created=True)
+        return str(result[0]), str(result[1])
 
     async def get(self, job_id: str) -> dict[str, str] | None:
         """Return the job hash, or ``None`` when there is no such job (or it expired)."""
         fields = cast(dict[str, str], await self.redis.hgetall(constants.job_key(job_id)))
         return fields or None
 
-    async def queue_position(self, entry_id: str) -> int:
-        """Return how many queued entries are ahead of ``entry_id`` (0: it is next)."""
-        last_delivered = "0-0"
-        try:
-            groups = await self.redis.xinfo_groups(constants.STREAM_KEY)
-        except ResponseError:
-            groups = []  # no stream yet (a fresh or emptied Redis): nothing was delivered
-        for group in groups:
-            if group["name"] == constants.GROUP_NAME:
-                last_delivered = group["last-delivered-id"]
-        ahead = await self.redis.xrange(
-            constants.STREAM_KEY,
-            min=f"({last_delivered}",
-            max=f"({entry_id}",
-            count=self.settings.max_backlog + 1,
+    async def queue_position(self, job_id: str) -> int | None:
+        """Return how many queued entries are ahead of the job (0: it is next).
+
+        One script of O(log n) work, whatever the backlog: the job's sequence number minus that
+        of the oldest entry not yet delivered, minus the canceled entries in between.
+
+        Returns:
+            The position, or ``None`` when the job is not queued.
+        """
+        position = int(
+            await self._position(
+                keys=[constants.STREAM_KEY, constants.job_key(job_id), constants.CANCELED_KEY],
+                args=[constants.GROUP_NAME],
+            )
         )
-        return len(ahead or [])
+        return position if position >= 0 else None
 
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: at once when queued, at the next step when running.
+
+        A job canceled while queued is kept ``canceled_ttl_s``, without its request.
 
         Returns:
             ``missing``, ``canceled``, ``requested``, or the job's final status.
         """
         canceled_event = json.dumps({"status": "canceled"})
         outcome: str = await self._cancel(
-            keys=[constants.STREAM_KEY, constants.job_key(job_id), constants.events_key(job_id)],
-            args=[repr(time.time()), self.settings.job_ttl_s, canceled_event],
+            keys=[
+                constants.STREAM_KEY,
+                constants.job_key(job_id),
+                constants.events_key(job_id),
+                constants.CANCELED_KEY,
+            ],
+            args=[
+                repr(time.time()),
+                self.settings.canceled_ttl_s,
+                canceled_event,
+                constants.GROUP_NAME,
+            ],
         )
         return outcome
 
-    async def events(self, job_id: str, after: str, block_ms: int) -> list[JobEvent]:
-        """Return the job's events after ``after`` (an event id), waiting up to ``block_ms``."""
-        key = constants.events_key(job_id)
-        answer = cast(StreamReply, await self.redis.xread({key: after}, count=100, block=block_ms))
-        events: list[JobEvent] = []
-        for _, entries in answer:
+    async def events(
+        self,
+        job_id: str,
+        after: str,
+        block_ms: int | None,
+        *,
+        previews_after: str | None = None,
+    ) -> tuple[list[JobEvent], str | None]:
+        """Return the job's events after ``after`` (an event id), waiting up to ``block_ms``.
+
+        Args:
+            job_id: The job.
+            after: Id of the last durable event seen (``0-0`` for all).
+            block_ms: Longest wait for a first event; ``None``: answer at once.
+            previews_after: Id of the last preview seen (``0-0``: the latest kept), or ``None``
+                for no previews.
+
+        Returns:
+            The durable events, then the previews, and the id of the last preview read
+            (``previews_after`` when none came).
+        """
+        streams = {constants.events_key(job_id): after}
+        if previews_after is not None:
+            streams[constants.previews_key(job_id)] = previews_after
+        answer = cast(StreamReply, await self.redis.xread(streams, count=100, block=block_ms))
+        durable: list[JobEvent] = []
+        previews: list[JobEvent] = []
+        for stream, entries in answer or []:
+            transient = stream == constants.previews_key(job_id)
             for entry_id, fields in entries:
-                events.append(JobEvent(id=entry_id, type=fields["type"], data=fields["data"]))
-        return events
+                event = JobEvent(entry_id, fields["type"], fields["data"], transient=transient)
+                (previews if transient else durable).append(event)
+                if transient:
+                    previews_after = entry_id
+        return durable + previews, previews_after
 
     async def stats(self) -> QueueStats:
-        """Read the gauges and counters ``/metrics`` exports."""
+        """Read the gauges and counters ``/metrics`` exports, in O(1) or O(log n) commands."""
+        now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xlen(constants.STREAM_KEY)
             pipe.xlen(constants.DEAD_LETTER_KEY)
             pipe.hgetall(constants.METRICS_KEY)
-            depth, dead, counters = await pipe.execute()
+            # Workers that died without a clean exit leave a member whose time has passed.
+            pipe.zremrangebyscore(constants.WORKERS_KEY, "-inf", now)
+            pipe.zcard(constants.WORKERS_KEY)
+            depth, dead, counters, _, workers = await pipe.execute()
         pending = 0
         try:
             summary = await self.redis.xpending(constants.STREAM_KEY, constants.GROUP_NAME)
             pending = int(summary["pending"])
         except ResponseError:
             pending = 0  # no group yet: nothing can be pending
-        workers = 0
-        async for _ in self.redis.scan_iter(match=f"{constants.WORKER_HEALTH_KEY_PREFIX}*"):
-            workers += 1
         return QueueStats(
             depth=int(depth),
             pending=pending,
             dead_letters=int(dead),
-            workers=workers,
+            workers=int(workers),
             counters=counters,
         )

@@ -35,6 +35,22 @@ class JobRequest(BaseModel):
     params: RenderParams
 
 
+class CodeCorrection(BaseModel):
+    """One change lenient parsing made to submitted Omost code."""
+
+    kind: str
+    original: str
+    corrected: str
+    line: int | None = None
+
+
+class JobNotes(BaseModel):
+    """What parsing the submitted Omost code corrected and warned about (stored with the job)."""
+
+    corrections: list[CodeCorrection] = []
+    warnings: list[str] = []
+
+
 class ImageRecord(BaseModel):
     """One stored result image."""
 
@@ -79,6 +95,8 @@ class JobView(BaseModel):
     error: JobErrorInfo | None = None
     images: list[ImageLink] = []
     queue_position: int | None = None
+    corrections: list[CodeCorrection] = []
+    warnings: list[str] = []
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -104,6 +122,7 @@ def job_view(fields: dict[str, str], *, base_path: str) -> JobView:
         The job as the API shows it.
     """
     error = None
+    notes = JobNotes.model_validate_json(fields["notes"]) if fields.get("notes") else JobNotes()
     if fields.get("error_code"):
         error = JobErrorInfo(code=fields["error_code"], message=fields.get("error_message", ""))
     return JobView(
@@ -120,4 +139,6 @@ def job_view(fields: dict[str, str], *, base_path: str) -> JobView:
             ImageLink(n=image.n, url=f"{base_path}/images/{image.n}", seed=image.seed)
             for image in images_of(fields)
         ],
+        corrections=notes.corrections,
+        warnings=notes.warnings,
     )

@@ -4,45 +4,86 @@ Each transition of a job (submit, start, progress, heartbeat, finish, requeue, c
 writes the job hash, the job stream and the job's event stream in one step. Writes by a worker are
 fenced: they check that the job is still ``running`` under the worker's attempt number, so a
 worker that lost its job (it stalled and another worker reclaimed it) can no longer change it.
+
+Every entry of the job stream carries ``seq``, its logical number in the stream (Redis's own
+``entries-added`` counter), which makes a queue position a subtraction instead of a range scan.
+A job that ends keeps a small record: its request is dropped from the hash and its event stream
+is cut to the final event (see ``settle``).
+
+Under ``maxmemory`` with ``noeviction`` Redis refuses a script's first write that may grow memory,
+before anything was written, so a script refused for memory changes nothing.
 """
 
-# Shared prelude: acknowledge and delete a stream entry, so XLEN counts only live jobs.
-_ACK_DEL = """
+from omost_renderer import constants
+
+# Shared prelude: acknowledge and delete a stream entry, so XLEN counts only live jobs; settle a
+# final job; number stream entries.
+_PRELUDE = """
 local function ack_del(stream, group, entry)
   redis.call('XACK', stream, group, entry)
   redis.call('XDEL', stream, entry)
 end
-local function expire_job(job, events, ttl)
+local function settle(job, events, ttl)
+  redis.call('HDEL', job, 'request')
+  redis.call('XTRIM', events, 'MAXLEN', 1)
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', events, ttl)
 end
+local function next_seq(stream)
+  if redis.call('EXISTS', stream) == 0 then return 1 end
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'entries-added' then return tonumber(info[i + 1]) + 1 end
+  end
+  return 1
+end
 """
 
-#: KEYS: stream, job, idempotency, events.
+_EVENTS_CAP = f"'MAXLEN', '~', {constants.EVENTS_MAXLEN}"
+
+#: KEYS: stream, job, idempotency, events, job the idempotency key is believed to map to.
 #: ARGV: job id, backlog limit, idempotency ttl, now, request json, max attempts, has idempotency,
-#: queued event json.
-#: Returns {'existing', job id} | {'full', depth} | {'created', entry id}.
-SUBMIT = """
+#: queued event json, request digest, believed job id ('' when none), notes json.
+#: Returns {'created', entry id} | {'existing', job id} | {'reused', job id} (same key, another
+#: request) | {'lookup', job id} (the key maps to this job: call again believing it) |
+#: {'full', depth}.
+SUBMIT = (
+    _PRELUDE
+    + """
 if ARGV[7] == '1' then
-  local existing = redis.call('GET', KEYS[3])
-  if existing then return {'existing', existing} end
+  local stored = redis.call('GET', KEYS[3])
+  if stored then
+    local id, digest = string.match(stored, '^(%S+) ?(%S*)$')
+    if id ~= ARGV[10] then return {'lookup', id} end
+    if redis.call('EXISTS', KEYS[5]) == 1 then
+      if digest ~= ARGV[9] then return {'reused', id} end
+      return {'existing', id}
+    end
+    -- The key's job has expired: the key is free again, as if it had never been used.
+  end
 end
 local depth = redis.call('XLEN', KEYS[1])
 if depth >= tonumber(ARGV[2]) then return {'full', tostring(depth)} end
-local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1])
+local seq = next_seq(KEYS[1])
+local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'seq', seq)
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'status', 'queued', 'attempt', 0,
   'max_attempts', ARGV[6], 'step', 0, 'total', 0, 'created_at', ARGV[4],
-  'enqueued_at', ARGV[4], 'request', ARGV[5], 'entry', entry)
-if ARGV[7] == '1' then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
-redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data', ARGV[8])
+  'enqueued_at', ARGV[4], 'request', ARGV[5], 'entry', entry, 'seq', seq, 'notes', ARGV[11])
+if ARGV[7] == '1' then
+  redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[9], 'EX', ARGV[3])
+end
+redis.call('XADD', KEYS[4], """
+    + _EVENTS_CAP
+    + """, '*', 'type', 'status', 'data', ARGV[8])
 return {'created', entry}
 """
+)
 
 #: KEYS: stream, job, dead letters, events, metrics.
 #: ARGV: group, entry, consumer, now, ttl, job id.
 #: Returns {'run', attempt, enqueued_at} | {'skip', reason} | {'dead', attempts}.
 START = (
-    _ACK_DEL
+    _PRELUDE
     + """
 local job = redis.call('HMGET', KEYS[2], 'status', 'attempt', 'max_attempts', 'cancel', 'entry',
   'enqueued_at')
@@ -56,7 +97,7 @@ if job[4] == '1' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'finished_at', ARGV[4])
   redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data',
     cjson.encode({status = 'canceled', attempt = tonumber(job[2])}))
-  ack_del(KEYS[1], ARGV[1], ARGV[2]); expire_job(KEYS[2], KEYS[4], ARGV[5])
+  ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[4], ARGV[5])
   return {'skip', 'canceled'}
 end
 local previous = tonumber(job[2])
@@ -69,28 +110,42 @@ if previous >= tonumber(job[3]) then
   redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data',
     cjson.encode({status = 'failed', attempt = previous, error = {code = 'attempts_exhausted',
       message = message}}))
-  ack_del(KEYS[1], ARGV[1], ARGV[2]); expire_job(KEYS[2], KEYS[4], ARGV[5])
+  ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[4], ARGV[5])
   return {'dead', tostring(previous)}
 end
 local attempt = previous + 1
 redis.call('HSET', KEYS[2], 'status', 'running', 'attempt', attempt, 'worker', ARGV[3],
   'started_at', ARGV[4], 'step', 0, 'total', 0)
-redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data',
+redis.call('XADD', KEYS[4], """
+    + _EVENTS_CAP
+    + """, '*', 'type', 'status', 'data',
   cjson.encode({status = 'running', attempt = attempt}))
 return {'run', tostring(attempt), job[6] or ''}
 """
 )
 
-#: KEYS: job, events. ARGV: attempt, step, total, event json.
-#: Returns 'ok' | 'cancel' | 'fenced'.
-PROGRESS = """
+#: KEYS: job, events, previews. ARGV: attempt, step, total, event json, preview event json
+#: ('' when the step has no preview), preview ttl.
+#: The progress event (without the preview) is kept for resume; the preview goes to the job's
+#: capped, short-lived preview stream. Returns 'ok' | 'cancel' | 'fenced'.
+PROGRESS = (
+    """
 local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'cancel')
 if job[1] ~= 'running' or job[2] ~= ARGV[1] then return 'fenced' end
 redis.call('HSET', KEYS[1], 'step', ARGV[2], 'total', ARGV[3])
-redis.call('XADD', KEYS[2], '*', 'type', 'progress', 'data', ARGV[4])
+redis.call('XADD', KEYS[2], """
+    + _EVENTS_CAP
+    + """, '*', 'type', 'progress', 'data', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', """
+    + str(constants.PREVIEWS_MAXLEN)
+    + """, '*', 'type', 'progress', 'data', ARGV[5])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
 if job[3] == '1' then return 'cancel' end
 return 'ok'
 """
+)
 
 #: KEYS: stream, job. ARGV: group, consumer, entry, attempt.
 #: Claims the worker's own entry again, which resets its idle time. Returns 1, or 0 when fenced.
@@ -106,7 +161,7 @@ return 1
 #: then field/value pairs to set.
 #: Returns 1, or 0 when fenced.
 FINISH = (
-    _ACK_DEL
+    _PRELUDE
     + """
 local job = redis.call('HMGET', KEYS[2], 'status', 'attempt')
 if job[1] ~= 'running' or job[2] ~= ARGV[3] then return 0 end
@@ -117,7 +172,7 @@ if ARGV[8] == '1' then
     redis.call('HGET', KEYS[2], 'error_message') or '')
 end
 redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[7])
-ack_del(KEYS[1], ARGV[1], ARGV[2]); expire_job(KEYS[2], KEYS[3], ARGV[6])
+ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[3], ARGV[6])
 return 1
 """
 )
@@ -126,32 +181,76 @@ return 1
 #: ARGV: group, entry, attempt, now, refund flag, event json, job id, error code, error message.
 #: Puts a running job back in the queue as a new entry. Returns the new entry id, or '' if fenced.
 REQUEUE = (
-    _ACK_DEL
+    _PRELUDE
     + """
 local job = redis.call('HMGET', KEYS[2], 'status', 'attempt')
 if job[1] ~= 'running' or job[2] ~= ARGV[3] then return '' end
-local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[7])
-redis.call('HSET', KEYS[2], 'status', 'queued', 'entry', entry, 'enqueued_at', ARGV[4],
-  'worker', '', 'error_code', ARGV[8], 'error_message', ARGV[9])
+local seq = next_seq(KEYS[1])
+local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[7], 'seq', seq)
+redis.call('HSET', KEYS[2], 'status', 'queued', 'entry', entry, 'seq', seq,
+  'enqueued_at', ARGV[4], 'worker', '', 'error_code', ARGV[8], 'error_message', ARGV[9])
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'attempt', -1) end
-redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[6])
+redis.call('XADD', KEYS[3], """
+    + _EVENTS_CAP
+    + """, '*', 'type', 'status', 'data', ARGV[6])
 ack_del(KEYS[1], ARGV[1], ARGV[2])
 return entry
 """
 )
 
-#: KEYS: stream, job, events. ARGV: now, ttl, canceled event json.
+# Where the group's delivery stands: the sequence number of the oldest entry not yet delivered
+# (nil when every entry was delivered) and the id of the last delivered one.
+_FRONTIER = """
+local function id_after(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(a_ms) ~= tonumber(b_ms) then return tonumber(a_ms) > tonumber(b_ms) end
+  return tonumber(a_seq) > tonumber(b_seq)
+end
+local function frontier(stream, group)
+  local last = '0-0'
+  local groups = redis.pcall('XINFO', 'GROUPS', stream)
+  if type(groups) == 'table' and not groups.err then
+    for _, info in ipairs(groups) do
+      local fields = {}
+      for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+      if fields['name'] == group then last = fields['last-delivered-id'] end
+    end
+  end
+  local first = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', 1)
+  if #first == 0 then return nil, last end
+  local entry = first[1][2]
+  for i = 1, #entry, 2 do
+    if entry[i] == 'seq' then return tonumber(entry[i + 1]), last end
+  end
+  return nil, last
+end
+"""
+
+#: KEYS: stream, job, events, canceled. ARGV: now, ttl, canceled event json, group.
 #: Returns 'missing' | 'canceled' (was queued) | 'requested' (running) | the final status.
-CANCEL = """
-local job = redis.call('HMGET', KEYS[2], 'status', 'entry')
+CANCEL = (
+    _PRELUDE
+    + _FRONTIER
+    + """
+local job = redis.call('HMGET', KEYS[2], 'status', 'entry', 'seq')
 local status = job[1]
 if not status then return 'missing' end
 if status == 'queued' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'cancel', '1', 'finished_at', ARGV[1])
   redis.call('XDEL', KEYS[1], job[2])
   redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[3])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  settle(KEYS[2], KEYS[3], ARGV[2])
+  local oldest = frontier(KEYS[1], ARGV[4])
+  if job[3] and (not oldest or tonumber(job[3]) > oldest) then
+    redis.call('ZADD', KEYS[4], job[3], job[3])
+  end
+  -- Canceled entries behind the delivery frontier no longer change any position.
+  if oldest then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. oldest)
+  else
+    redis.call('DEL', KEYS[4])
+  end
   return 'canceled'
 end
 if status == 'running' then
@@ -160,3 +259,23 @@ if status == 'running' then
 end
 return status
 """
+)
+
+#: KEYS: stream, job, canceled. ARGV: group.
+#: Returns how many queued entries are ahead of the job's entry (0: it is next), or -1 when the
+#: job is not queued. Costs O(log n): the job's sequence number, minus that of the oldest entry
+#: not yet delivered, minus the entries canceled in between.
+POSITION = (
+    _FRONTIER
+    + """
+local job = redis.call('HMGET', KEYS[2], 'status', 'entry', 'seq')
+if job[1] ~= 'queued' or not job[2] then return -1 end
+local oldest, last = frontier(KEYS[1], ARGV[1])
+if not id_after(job[2], last) then return 0 end
+if not oldest or not job[3] then return 0 end
+local mine = tonumber(job[3])
+if mine <= oldest then return 0 end
+local canceled = redis.call('ZCOUNT', KEYS[3], '(' .. oldest, '(' .. mine)
+return mine - oldest - canceled
+"""
+)

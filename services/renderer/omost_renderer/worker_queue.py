@@ -126,11 +126,17 @@ class WorkerQueue:
     def progress(self, job: StartedJob, step: int, total: int, preview_b64: str | None) -> str:
         """Record progress; returns ``ok``, ``cancel`` (stop now) or ``fenced`` (not ours)."""
         event: dict[str, object] = {"step": step, "total": total, "attempt": job.attempt}
-        if preview_b64 is not None:
-            event["preview"] = preview_b64
+        # The preview goes to the job's capped, short-lived preview stream, never into the
+        # events kept with the job.
+        preview = json.dumps({**event, "preview": preview_b64}) if preview_b64 is not None else ""
+        job_id = job.claim.job_id
         outcome: str = self._progress(
-            keys=[constants.job_key(job.claim.job_id), constants.events_key(job.claim.job_id)],
-            args=[job.attempt, step, total, json.dumps(event)],
+            keys=[
+                constants.job_key(job_id),
+                constants.events_key(job_id),
+                constants.previews_key(job_id),
+            ],
+            args=[job.attempt, step, total, json.dumps(event), preview, constants.PREVIEW_TTL_S],
         )
         return outcome
 
@@ -204,11 +210,18 @@ class WorkerQueue:
     def beat_health(self, info: Mapping[str, object]) -> None:
         """Refresh this worker's health key (it expires after a few missed heartbeats)."""
         ttl = max(1, int(self.settings.heartbeat_interval_s * constants.HEALTH_TTL_HEARTBEATS + 1))
-        self.redis.set(constants.worker_health_key(self.consumer), json.dumps(info), ex=ttl)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(constants.worker_health_key(self.consumer), json.dumps(info), ex=ttl)
+            # ``/metrics`` counts live workers from this set in O(log n), without a SCAN.
+            pipe.zadd(constants.WORKERS_KEY, {self.consumer: time.time() + ttl})
+            pipe.execute()
 
     def clear_health(self) -> None:
         """Remove this worker's health key on a clean exit."""
-        self.redis.delete(constants.worker_health_key(self.consumer))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(constants.worker_health_key(self.consumer))
+            pipe.zrem(constants.WORKERS_KEY, self.consumer)
+            pipe.execute()
 
     def observe(self, name: str, buckets: tuple[float, ...], value: float) -> None:
         """Add ``value`` to the histogram ``name`` kept in the metrics hash."""

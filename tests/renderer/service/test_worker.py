@@ -37,8 +37,10 @@ def submit_direct(redis: Redis, settings: Settings) -> str:
     job_id = "job-" + str(redis.incr("test:ids"))
     request = JobRequest.model_validate({"canvas": canvas_json(), "params": RenderParams()})
     script = redis.register_script(queue_scripts.SUBMIT)
-    keys = [constants.STREAM_KEY, constants.job_key(job_id), "unused", constants.events_key(job_id)]
+    job_key = constants.job_key(job_id)
+    keys = [constants.STREAM_KEY, job_key, "unused", constants.events_key(job_id), job_key]
     args = [job_id, 100, 60, "0", request.model_dump_json(), settings.max_attempts, "0", "{}"]
+    args += ["", "", ""]  # request digest, believed job, notes: no idempotency key here
     script(keys=keys, args=args)
     return job_id
 

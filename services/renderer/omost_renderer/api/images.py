@@ -1,12 +1,14 @@
 """``POST /v1/images/generations``: OpenAI's Images API on top of the LLM and the render queue.
 
 The prompt goes to the LLM service (``POST /v1/canvases``), which answers with a canvas; the
-canvas is queued as a render, and the answer waits for it (up to ``images_timeout_s``).
+canvas is queued as a render, and the answer waits for it (up to ``images_timeout_s``). A client
+that closes its connection first stops the work: the LLM call is closed, the render canceled.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from typing import Annotated, Literal
 
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import (
+    ClientClosedError,
     InvalidRequestError,
     RenderFailedError,
     RenderTimeoutError,
@@ -25,6 +28,8 @@ from omost_renderer.errors import (
 )
 from omost_renderer.jobs import JobRequest, JobStatus, images_of
 from omost_renderer.rendering import MAX_IMAGES, MAX_SIDE, RenderParams
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/images")
 
@@ -105,24 +110,70 @@ async def _wait(state: ServiceState, job_id: str) -> dict[str, str]:
             fields = await state.queue.get(job_id)
             if fields is not None and JobStatus(fields["status"]).is_final:
                 return fields
-            for event in await state.queue.events(job_id, after, 1000):
+            events, _ = await state.queue.events(job_id, after, 1000)
+            for event in events:
                 after = event.id
     await state.queue.cancel(job_id)
     raise RenderTimeoutError(f"render {job_id} did not finish in time; it was canceled")
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed its connection."""
+    # The body was read before the route ran: the next message is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/generations")
 async def generate_images(
     body: ImageGenerationRequest, request: Request, state: State
 ) -> ImagesResponse:
-    """Compose a canvas for the prompt, render it and answer like OpenAI's Images API."""
+    """Compose a canvas for the prompt, render it and answer like OpenAI's Images API.
+
+    If the client disconnects first, the LLM call is closed and the render job canceled.
+    """
     width, height = _parse_size(body.size)
     _check_budget(width, height, body.n, state.settings.images_steps)
+    jobs: list[str] = []
+    answer: ImagesResponse | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            await _disconnected(request)
+            group.cancel_scope.cancel()  # stops the LLM call or the wait for the render
+
+        group.start_soon(watch)
+        try:
+            answer = await _generate(body, request, state, width, height, jobs)
+        except Exception as error:  # raised below, unwrapped from the task group's group
+            failure = error
+        group.cancel_scope.cancel()  # done: stop watching
+    if failure is not None:
+        raise failure
+    if answer is not None:
+        return answer
+    for job_id in jobs:
+        outcome = await state.queue.cancel(job_id)
+        logger.info("images request left before render %s ended: cancel %s", job_id, outcome)
+    raise ClientClosedError("the client closed the connection; the render was canceled")
+
+
+async def _generate(
+    body: ImageGenerationRequest,
+    request: Request,
+    state: ServiceState,
+    width: int,
+    height: int,
+    jobs: list[str],
+) -> ImagesResponse:
+    """Compose, queue and wait; the job's id is added to ``jobs`` as soon as it is queued."""
     canvas = await _compose(state, body.prompt)
     params = RenderParams(
         width=width, height=height, num_images=body.n, steps=state.settings.images_steps
     )
     submission = await state.queue.submit(JobRequest(canvas=canvas, params=params))
+    jobs.append(submission.job_id)
     fields = await _wait(state, submission.job_id)
     if fields["status"] != JobStatus.SUCCEEDED:
         message = fields.get("error_message") or f"render {fields['status']}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -16,8 +17,19 @@ from redis.exceptions import RedisError
 
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
-from omost_renderer.jobs import JobRequest, JobStatus, JobView, images_of, job_view
+from omost_renderer.job_queue import JobEvent
+from omost_renderer.jobs import (
+    CodeCorrection,
+    JobNotes,
+    JobRequest,
+    JobStatus,
+    JobView,
+    images_of,
+    job_view,
+)
 from omost_renderer.rendering import RenderParams
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/renders")
 
@@ -39,16 +51,34 @@ class RenderRequest(RenderParams):
             raise ValueError("give exactly one of `canvas` (JSON) and `code` (Omost code)")
         return self
 
-    def to_job(self) -> JobRequest:
-        """Resolve the canvas (parsing code leniently) and split off the render parameters."""
+    def to_job(self) -> tuple[JobRequest, JobNotes]:
+        """Resolve the canvas (parsing code leniently) and split off the render parameters.
+
+        Returns:
+            The job's request, and what lenient parsing of ``code`` corrected and warned about.
+
+        Raises:
+            InvalidRequestError: The code does not parse even leniently.
+        """
         canvas = self.canvas
+        notes = JobNotes()
         if canvas is None:
             try:
-                canvas = parse_code(self.code or "").canvas
+                parsed = parse_code(self.code or "")
             except CanvasCodeError as error:
                 raise InvalidRequestError(str(error), param="code") from error
+            canvas = parsed.canvas
+            notes = JobNotes(
+                corrections=[
+                    CodeCorrection(
+                        kind=fix.kind, original=fix.original, corrected=fix.corrected, line=fix.line
+                    )
+                    for fix in parsed.corrections
+                ],
+                warnings=list(parsed.warnings),
+            )
         params = RenderParams.model_validate(self.model_dump(exclude={"canvas", "code"}))
-        return JobRequest(canvas=canvas, params=params)
+        return JobRequest(canvas=canvas, params=params), notes
 
 
 def _path(job_id: str) -> str:
@@ -64,8 +94,8 @@ async def _load(state: ServiceState, job_id: str) -> dict[str, str]:
 
 async def _view(state: ServiceState, fields: dict[str, str]) -> JobView:
     view = job_view(fields, base_path=_path(fields["id"]))
-    if view.status is JobStatus.QUEUED and fields.get("entry"):
-        view.queue_position = await state.queue.queue_position(fields["entry"])
+    if view.status is JobStatus.QUEUED:
+        view.queue_position = await state.queue.queue_position(fields["id"])
     return view
 
 
@@ -75,8 +105,19 @@ async def submit_render(
     state: State,
     idempotency_key: Annotated[str | None, Header(max_length=_MAX_IDEMPOTENCY_KEY)] = None,
 ) -> JSONResponse:
-    """Queue a render; the same ``Idempotency-Key`` always answers with the same job."""
-    submission = await state.queue.submit(body.to_job(), idempotency_key)
+    """Queue a render; the same ``Idempotency-Key`` always answers with the same job.
+
+    The same key with a different request answers 422; a key whose job has expired is free.
+    """
+    job, notes = body.to_job()
+    submission = await state.queue.submit(job, idempotency_key, notes)
+    if submission.created and (notes.corrections or notes.warnings):
+        logger.info(
+            "render %s: code corrected %s, warnings %s",
+            submission.job_id,
+            [f"{fix.original!r} -> {fix.corrected!r}" for fix in notes.corrections],
+            notes.warnings,
+        )
     view = await _view(state, await _load(state, submission.job_id))
     return JSONResponse(
         view.model_dump(mode="json"),
@@ -117,8 +158,14 @@ async def get_image(job_id: str, n: int, state: State) -> Response:
 
 @router.get("/{job_id}/sketch", response_class=Response)
 async def get_sketch(job_id: str, state: State) -> Response:
-    """The colour sketch of the job's canvas with its boxes outlined and labelled (PNG)."""
-    request = JobRequest.model_validate_json((await _load(state, job_id))["request"])
+    """The colour sketch of a live job's canvas, its boxes outlined and labelled (PNG).
+
+    A job that has ended keeps no request, so it has no sketch.
+    """
+    raw = (await _load(state, job_id)).get("request")
+    if raw is None:
+        raise NotFoundError(f"render job {job_id!r} has ended; its canvas is not kept", param="id")
+    request = JobRequest.model_validate_json(raw)
     png = await anyio.to_thread.run_sync(
         debug_png, request.canvas, request.params.width, request.params.height
     )
@@ -136,30 +183,43 @@ async def render_events(
     after = last_event_id or "0-0"
     if not _EVENT_ID.match(after):
         raise InvalidRequestError("Last-Event-ID must be an event id like 1700000000000-0")
-    await _load(state, job_id)
+    ended = JobStatus((await _load(state, job_id))["status"]).is_final
     return StreamingResponse(
-        _event_stream(state, request, job_id, after),
+        _event_stream(state, request, job_id, after, previews=not ended),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _event_stream(
-    state: ServiceState, request: Request, job_id: str, after: str
+    state: ServiceState, request: Request, job_id: str, after: str, *, previews: bool
 ) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
+    # A new connection to a live job starts with its latest preview; one to a job that has
+    # ended gets none (a preview outlives its job by up to PREVIEW_TTL_S).
+    previews_after = "0-0" if previews else None
     try:
         while not await request.is_disconnected():
-            events = await state.queue.events(job_id, after, _SSE_BLOCK_MS)
+            events, previews_after = await state.queue.events(
+                job_id, after, _SSE_BLOCK_MS, previews_after=previews_after
+            )
             if not events:
                 fields = await state.queue.get(job_id)
-                if fields is None or JobStatus(fields["status"]).is_final:
-                    return  # expired, or resumed after the final event
+                if fields is None:
+                    return  # expired
+                if JobStatus(fields["status"]).is_final:
+                    # The job ended after the read above came back empty: its final event is in
+                    # the stream now (one script wrote both), so send what is left, then close.
+                    async for line in _drain(state, job_id, after):
+                        yield line
+                    return
                 yield ": keep-alive\n\n"
                 continue
             for event in events:
+                yield _sse(event)
+                if event.transient:
+                    continue
                 after = event.id
-                yield f"id: {event.id}\nevent: {event.type}\ndata: {event.data}\n\n"
                 if event.type == "status" and JobStatus(json.loads(event.data)["status"]).is_final:
                     return
     except RedisError as error:
@@ -167,3 +227,21 @@ async def _event_stream(
             f"event stream interrupted: {error}", "server_error", code="backend_unavailable"
         )
         yield f"event: error\ndata: {envelope.model_dump_json()}\n\n"
+
+
+async def _drain(state: ServiceState, job_id: str, after: str) -> AsyncIterator[str]:
+    """Send every durable event after ``after`` of a job that has ended, without waiting."""
+    while True:
+        events, _ = await state.queue.events(job_id, after, None)
+        if not events:
+            return
+        for event in events:
+            after = event.id
+            yield _sse(event)
+
+
+def _sse(event: JobEvent) -> str:
+    """Format one event; a preview has no id, so resuming never asks for it again."""
+    if event.transient:
+        return f"event: {event.type}\ndata: {event.data}\n\n"
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.data}\n\n"
