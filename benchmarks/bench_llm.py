@@ -71,6 +71,12 @@ class InstantBackend:
     async def ready(self) -> bool:
         return True
 
+    async def context_length(self) -> int | None:
+        return None
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        return None
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         for piece in self.pieces:
             yield TextDelta(piece)

@@ -7,7 +7,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from omost_llm.errors import LLMServiceError
-from omost_llm.protocol import GenerationEnd, GenerationEvent, GenerationRequest, TextDelta
+from omost_llm.protocol import (
+    ChatMessage,
+    GenerationEnd,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+)
 from omost_schema import Canvas
 
 
@@ -38,6 +44,11 @@ def make_canvas(color: str = "red", locals_: int = 1) -> Canvas:
     )
 
 
+def prompt_tokens(messages: list[ChatMessage]) -> int:
+    """The fake tokenizer: four characters a token, four more per message, three to answer."""
+    return sum(len(m.content) // 4 + 4 for m in messages) + 3
+
+
 def fenced(canvas: Canvas) -> str:
     """What a constrained backend writes in code mode: a fenced python block of the canvas."""
     return f"```python\n{canvas.to_code()}```"
@@ -54,6 +65,8 @@ class FakeBackend:
         delay_s: Pause before each delta (to test disconnects and concurrency).
         error: Raised instead of generating, when set.
         is_ready: What ``ready()`` answers.
+        context: The context length it reports (``None``: unknown).
+        counts: Whether it counts prompt tokens (``fake_tokens`` of each message).
     """
 
     outputs: list[str] = field(default_factory=lambda: [fenced(make_canvas())])
@@ -62,7 +75,10 @@ class FakeBackend:
     delay_s: float = 0.0
     error: LLMServiceError | None = None
     is_ready: bool = True
+    context: int | None = None
+    counts: bool = True
     requests: list[GenerationRequest] = field(default_factory=list)
+    deltas: int = 0
     cancelled: int = 0
     completed: int = 0
     started: bool = False
@@ -77,6 +93,12 @@ class FakeBackend:
     async def ready(self) -> bool:
         return self.is_ready
 
+    async def context_length(self) -> int | None:
+        return self.context
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        return prompt_tokens(messages) if self.counts else None
+
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         self.requests.append(request)
         if self.error is not None:
@@ -87,6 +109,7 @@ class FakeBackend:
             for piece in pieces:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
+                self.deltas += 1
                 yield TextDelta(piece)
         except (GeneratorExit, asyncio.CancelledError):
             self.cancelled += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from omost_llm.main import create_app
 from omost_schema import Canvas
 
 from .conftest import serve_app
-from .fakes import FakeBackend, fenced, make_canvas
+from .fakes import FakeBackend, fenced, make_canvas, prompt_tokens
 
 USER = [{"role": "user", "content": "a dragon over a castle"}]
 
@@ -275,3 +276,123 @@ def test_a_generation_over_the_time_limit_is_stopped_with_504(
         assert answer.json()["error"]["code"] == "backend_timeout"
     assert fake.cancelled == 1
     assert fake.completed == 0
+
+
+def test_canvases_edit_sends_the_canvas_as_the_models_own_answer(
+    service: str, fake: FakeBackend
+) -> None:
+    previous = make_canvas()
+    body = {"prompt": "make it blue", "previous_canvas": previous.model_dump()}
+    assert httpx.post(f"{service}/v1/canvases", json=body, timeout=30).status_code == 200
+    sent = fake.requests[0].messages
+    assert [m.role for m in sent] == ["system", "user", "assistant", "user"]
+    # As in Omost's chats: a request, then the answer as the model wrote it, a fenced block.
+    assert sent[1].content == previous.global_description.description
+    assert sent[2].content == f"```python\n{previous.to_code()}```"
+    assert sent[3].content == "make it blue"
+
+
+def test_chat_sends_earlier_answers_as_the_model_wrote_them(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    first = client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    content = first.choices[0].message.content or ""
+    messages = [*USER, {"role": "assistant", "content": content}, {"role": "user", "content": "x"}]
+    client.chat.completions.create(model="test-model", messages=messages)  # type: ignore[arg-type]
+    # The service's own sentence is not the model's: the block goes back alone.
+    assert fake.requests[1].messages[2].content == fenced(make_canvas())
+
+
+def _edit_history(turns: int) -> list[dict[str, str]]:
+    messages = list(USER)
+    for turn in range(turns):
+        answer = f"Here it is.\n{fenced(make_canvas(['red', 'blue', 'green'][turn % 3]))}"
+        messages += [
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": f"edit {turn}"},
+        ]
+    return messages
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_a_history_over_the_context_leaves_out_older_turns_and_says_so(
+    service: str, fake: FakeBackend, stream: bool
+) -> None:
+    history = _edit_history(3)
+    body = {"model": "test-model", "messages": history, "max_tokens": 100, "stream": stream}
+    assert httpx.post(f"{service}/v1/chat/completions", json=body, timeout=30).is_success
+    whole = fake.requests[0].messages
+    assert fake.requests[0].sampling.max_tokens == 100
+    assert len(whole) == 8
+    kept = [whole[0], *whole[-3:]]  # system, the latest canvas's request, the canvas, the edit
+    fake.context = prompt_tokens(kept) + 100
+    answer = httpx.post(f"{service}/v1/chat/completions", json=body, timeout=30)
+    assert answer.status_code == 200
+    if stream:
+        events = [line[6:] for line in answer.text.splitlines() if line.startswith("data: {")]
+        omost = next(json.loads(e)["omost"] for e in events if '"omost":{' in e)
+    else:
+        omost = answer.json()["omost"]
+    assert omost["truncated_history"] is True
+    assert omost["messages_left_out"] == 4
+    assert fake.requests[1].messages == kept
+    assert fake.requests[1].sampling.max_tokens == 100
+    metrics = httpx.get(f"{service}/metrics").text
+    assert "omost_llm_truncated_histories_total 1.0" in metrics
+
+
+def test_max_tokens_is_clamped_to_what_the_context_leaves(
+    client: openai.OpenAI, fake: FakeBackend
+) -> None:
+    client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    fake.context = prompt_tokens(fake.requests[0].messages) + 3000
+    answer = client.chat.completions.create(model="test-model", messages=USER)  # type: ignore[arg-type]
+    assert fake.requests[0].sampling.max_tokens == 4096
+    assert fake.requests[1].sampling.max_tokens == 3000
+    omost = (answer.model_extra or {})["omost"]
+    assert omost["truncated_history"] is False
+    assert omost["messages_left_out"] == 0
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/canvases"])
+def test_a_request_that_cannot_fit_the_context_is_a_400(
+    service: str, fake: FakeBackend, route: str
+) -> None:
+    fake.context = 200  # less than the system prompt alone
+    body: dict[str, object] = (
+        {"model": "test-model", "messages": _edit_history(2)}
+        if route == "/v1/chat/completions"
+        else {"prompt": "make it blue", "previous_canvas": make_canvas().model_dump()}
+    )
+    answer = httpx.post(f"{service}{route}", json=body, timeout=30)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["param"] == "messages"
+    assert "the model's context is 200 tokens" in error["message"]
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/canvases"])
+@pytest.mark.parametrize("seed", [2**70, 2**63, -(2**63) - 1])
+def test_a_seed_outside_int64_is_refused(
+    service: str, fake: FakeBackend, route: str, seed: int
+) -> None:
+    body: dict[str, object] = {"seed": seed}
+    body |= (
+        {"model": "test-model", "messages": USER}
+        if route == "/v1/chat/completions"
+        else {"prompt": "a dragon"}
+    )
+    answer = httpx.post(f"{service}{route}", json=body, timeout=30)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["param"] == "seed"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 2**63 - 1])
+def test_the_int64_bounds_are_accepted_seeds(
+    client: openai.OpenAI, fake: FakeBackend, seed: int
+) -> None:
+    client.chat.completions.create(model="test-model", messages=USER, seed=seed)  # type: ignore[arg-type]
+    assert fake.requests[0].sampling.seed == seed

@@ -26,9 +26,14 @@ def fenced_tail(block: str) -> str:
     return "" if block.endswith(ANSWER_SUFFIX) else closing_fence(block)
 
 
+def fenced_block(code: str) -> str:
+    """Omost code as the models write it: one fenced python block."""
+    return f"```python\n{code}{closing_fence(code)}"
+
+
 def wrap_code(code: str) -> str:
     """Put Omost code into the answer layout Omost's tools read: a sentence and a fenced block."""
-    return f"{ANSWER_PREFIX}{code}{closing_fence(code)}"
+    return ANSWER_SENTENCE + fenced_block(code)
 
 
 @dataclass(frozen=True)

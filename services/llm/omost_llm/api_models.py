@@ -7,6 +7,11 @@ from typing import Any, Literal
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict, Field
 
+# A signed 64-bit integer, as OpenAI documents ``seed`` and as vLLM and torch's generators take it.
+SEED_MIN = -(2**63)
+SEED_MAX = 2**63 - 1
+_SEED_DESCRIPTION = f"Sampling seed, an integer from {SEED_MIN} to {SEED_MAX}."
+
 
 class TextPart(BaseModel):
     """A text part of a message's content list."""
@@ -52,7 +57,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description=_SEED_DESCRIPTION)
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
@@ -92,13 +97,19 @@ class Timings(BaseModel):
 
 
 class OmostExtra(BaseModel):
-    """The extra field of chat answers: the validated canvas and how it came to be."""
+    """The extra field of chat answers: the validated canvas and how it came to be.
+
+    ``truncated_history`` is true when older turns were left out to fit the model's context
+    (``messages_left_out`` says how many messages); the latest canvas and what follows stay.
+    """
 
     canvas: Canvas
     corrections: list[CorrectionOut]
     changed_regions: list[RegionChangeOut]
     retries: int
     output: Literal["code", "json"]
+    truncated_history: bool = False
+    messages_left_out: int = 0
 
 
 class AssistantMessage(BaseModel):
@@ -167,7 +178,7 @@ class CanvasRequest(BaseModel):
 
     prompt: str = Field(min_length=1)
     previous_canvas: Canvas | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description=_SEED_DESCRIPTION)
     temperature: float = Field(0.6, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)

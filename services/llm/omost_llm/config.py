@@ -75,6 +75,22 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(200_000, gt=0, description="Longest single message.")
     max_tokens_limit: int = Field(8192, gt=0, description="Largest `max_tokens` accepted.")
     default_max_tokens: int = Field(4096, gt=0, description="`max_tokens` when none is given.")
+    max_model_len: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Context length of the model in tokens (default: the backend's own, from vLLM's "
+            "`/v1/models` or the model config; the smaller one when both are known)."
+        ),
+    )
+    min_answer_tokens: int = Field(
+        2048,
+        gt=0,
+        description=(
+            "Room a prompt must leave for the answer (or `max_tokens` when smaller); older "
+            "turns are left out to make it."
+        ),
+    )
     max_concurrency: int = Field(8, gt=0, description="Generations running at once.")
     max_queue: int = Field(32, ge=0, description="Requests waiting beyond that; then 429.")
     request_timeout_s: float = Field(600.0, gt=0, description="Whole-generation time limit.")

@@ -52,6 +52,23 @@ class BadRequestError(LLMServiceError):
     default_code = "bad_request"
 
 
+class ContextLengthExceededError(BadRequestError):
+    """Even shortened, the conversation leaves no room for an answer in the context (400)."""
+
+    default_code = "context_length_exceeded"
+
+
+class ClientDisconnectedError(LLMServiceError):
+    """The client closed its connection before the answer; the generation was cancelled (499).
+
+    Nobody receives this answer: it exists so that the request is logged and counted.
+    """
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    default_code = "client_disconnected"
+
+
 class RequestValidationError(LLMServiceError):
     """A field has the wrong type or is out of range (422)."""
 

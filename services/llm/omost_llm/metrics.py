@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, 600)
 
 
 class Metrics:
-    """Requests, latencies, time to first token, tokens, invalid outputs and retries."""
+    """Requests, latencies, first tokens, tokens, invalid outputs, retries, slots, truncations."""
 
     def __init__(self) -> None:
         """Create the collectors in a fresh registry."""
@@ -46,6 +46,17 @@ class Metrics:
         self.retries = Counter(
             "omost_llm_retries",
             "Generations retried with the parse error fed back.",
+            registry=self.registry,
+        )
+
+        self.running = Gauge(
+            "omost_llm_running_generations",
+            "Generations holding one of the max_concurrency slots.",
+            registry=self.registry,
+        )
+        self.truncated_histories = Counter(
+            "omost_llm_truncated_histories",
+            "Conversations sent without their older turns to fit the model's context.",
             registry=self.registry,
         )
 

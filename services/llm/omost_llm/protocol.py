@@ -102,6 +102,20 @@ class Backend(Protocol):
         """Whether the backend is reachable and warmed up now."""
         ...
 
+    async def context_length(self) -> int | None:
+        """The model's context length in tokens (prompt and answer), or ``None`` if unknown."""
+        ...
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Tokens of ``messages`` as the model sees them (chat template and generation prompt).
+
+        Counted with the model's own tokenizer; ``None`` when this backend cannot count.
+
+        Raises:
+            LLMServiceError: The backend cannot be reached.
+        """
+        ...
+
     def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationEvent, None]:
         """Stream the answer: text deltas, then exactly one ``GenerationEnd``.
 

@@ -25,6 +25,7 @@ from omost_llm.api_models import (
     dump,
 )
 from omost_llm.config import Settings
+from omost_llm.disconnect import cancel_on_disconnect
 from omost_llm.errors import BackendUnavailableError, BadRequestError, ModelNotFoundError
 from omost_llm.protocol import SamplingParams
 from omost_llm.serving import Composer, Composition, Conversation
@@ -73,6 +74,8 @@ def _extra(composer: Composer, composition: Composition) -> OmostExtra:
         changed_regions=_changes(composition),
         retries=composition.retries,
         output=composer.output.value,
+        truncated_history=composition.left_out > 0,
+        messages_left_out=composition.left_out,
     )
 
 
@@ -131,8 +134,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     conversation = composer.conversation([(m.role, m.text()) for m in body.messages])
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await _stream_chat(composer, conversation, params, settings, include_usage)
-    composition = await composer.compose(conversation, params)
+        # Until the first text the client is watched here; then by the streaming response.
+        stream = _stream_chat(composer, conversation, params, settings, include_usage)
+        return await cancel_on_disconnect(request, stream)
+    composition = await cancel_on_disconnect(request, composer.compose(conversation, params))
     answer = ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
@@ -190,7 +195,7 @@ async def create_canvas(body: CanvasRequest, request: Request) -> Response:
         seed=body.seed,
     )
     conversation = composer.canvas_conversation(body.prompt, body.previous_canvas)
-    composition = await composer.compose(conversation, params)
+    composition = await cancel_on_disconnect(request, composer.compose(conversation, params))
     answer = CanvasResponse(
         canvas=composition.canvas,
         code=composition.code,

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omost_schema import Canvas, Correction
 
@@ -20,15 +20,18 @@ from omost_llm.answer import (
     RegionChange,
     canvas_from_answer,
     changed_regions,
+    fenced_block,
     fenced_tail,
     wrap_code,
 )
 from omost_llm.canvas_output import InvalidCanvasError, ParsedOutput, read_output, retry_feedback
 from omost_llm.config import OutputMode, Settings
+from omost_llm.context_budget import Budget, fit
 from omost_llm.errors import (
     AnswerTooLongError,
     BackendResponseError,
     BackendTimeoutError,
+    ContextLengthExceededError,
     SaturatedError,
 )
 from omost_llm.metrics import Metrics
@@ -46,10 +49,18 @@ from omost_llm.protocol import (
 
 @dataclass(frozen=True)
 class Conversation:
-    """What the backend sees, and the canvas being edited (the last one in the history)."""
+    """What the backend sees, and the canvas being edited (the last one in the history).
+
+    Attributes:
+        messages: The conversation, system prompt first.
+        previous: The canvas being edited, if any.
+        canvas_index: Position in ``messages`` of the assistant answer holding ``previous``: it
+            and what follows stay when older turns must be left out to fit the context.
+    """
 
     messages: list[ChatMessage]
     previous: Canvas | None
+    canvas_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class Composition:
     completion_tokens: int
     first_token_s: float | None
     total_s: float
+    left_out: int = 0
 
 
 @dataclass
@@ -109,29 +121,43 @@ class Composer:
     def conversation(self, turns: Sequence[tuple[str, str]]) -> Conversation:
         """Build the backend's conversation from a chat history of ``(role, text)`` turns.
 
-        Earlier assistant answers are the canvases being edited: in ``json`` mode they are sent
-        back as canvas JSON, the form the model writes.
+        Earlier assistant answers are the canvases being edited, sent back as the model wrote
+        them: in ``code`` mode without the sentence this service puts before the fenced block,
+        in ``json`` mode as canvas JSON.
         """
         system = [text for role, text in turns if role in ("system", "developer")]
         messages = [ChatMessage("system", self.system_prompt("\n\n".join(system) or None))]
         previous: Canvas | None = None
+        canvas_index: int | None = None
         for role, text in turns:
             if role == "assistant":
                 canvas = canvas_from_answer(text)
-                previous = canvas or previous
-                if canvas is not None and self.output is OutputMode.JSON:
-                    text = canvas.model_dump_json()
+                if canvas is not None:
+                    previous, canvas_index = canvas, len(messages)
+                    text = self._as_written(text, canvas)
                 messages.append(ChatMessage("assistant", text))
             elif role == "user":
                 messages.append(ChatMessage("user", text))
-        return Conversation(messages=messages, previous=previous)
+        return Conversation(messages=messages, previous=previous, canvas_index=canvas_index)
+
+    def _as_written(self, answer: str, canvas: Canvas) -> str:
+        if self.output is OutputMode.JSON:
+            return canvas.model_dump_json()
+        return answer.removeprefix(ANSWER_SENTENCE)
 
     def canvas_conversation(self, prompt: str, previous: Canvas | None) -> Conversation:
-        """The conversation of ``POST /v1/canvases``: a canvas to edit (if any), then the prompt."""
+        """The conversation of ``POST /v1/canvases``: a canvas to edit (if any), then the prompt.
+
+        The canvas goes back the way Omost's models saw their own answers in training: as the
+        assistant turn of a chat, its fenced python block (canvas JSON in ``json`` mode), after
+        a user turn; the canvas's global description stands in for the request that made it.
+        """
         turns: list[tuple[str, str]] = []
         if previous is not None:
-            earlier = previous.model_dump_json() if self.output is OutputMode.JSON else None
-            turns += [("user", "Compose a canvas."), ("assistant", earlier or previous.to_code())]
+            turns += [
+                ("user", previous.global_description.description),
+                ("assistant", fenced_block(previous.to_code())),
+            ]
         turns.append(("user", prompt))
         return self.conversation(turns)
 
@@ -155,46 +181,78 @@ class Composer:
         """
         start = time.perf_counter()
         async with self._slot():
+            budget = await self._fit(
+                conversation.messages, conversation.canvas_index, params, start
+            )
+            if budget.left_out:
+                self.metrics.truncated_histories.inc()
             if self.streams_live:
-                async with aclosing(self._stream_live(conversation, params, start)) as items:
+                items = self._stream_live(conversation, budget, params, start)
+                async with aclosing(items):
                     async for item in items:
                         yield item
             else:
-                composition = await self._generate_checked(conversation, params, start)
+                composition = await self._generate_checked(conversation, budget, params, start)
                 yield composition.content
                 yield composition
 
+    async def _fit(
+        self,
+        messages: list[ChatMessage],
+        canvas_index: int | None,
+        params: SamplingParams,
+        start: float,
+    ) -> Budget:
+        remaining = start + self.settings.request_timeout_s - time.perf_counter()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await fit(
+                    self.backend,
+                    messages,
+                    canvas_index,
+                    max_tokens=params.max_tokens,
+                    min_answer_tokens=self.settings.min_answer_tokens,
+                    configured_context=self.settings.max_model_len,
+                )
+        except TimeoutError as exc:
+            raise BackendTimeoutError(
+                f"the backend took longer than {self.settings.request_timeout_s:g} s"
+            ) from exc
+
     async def _stream_live(
-        self, conversation: Conversation, params: SamplingParams, start: float
+        self, conversation: Conversation, budget: Budget, params: SamplingParams, start: float
     ) -> AsyncGenerator[str | Composition, None]:
         attempt = _Attempt()
         # The sentence first; then the fenced block as the model writes it (the grammar holds
         # the fences, as in Omost's own answers).
         yield ANSWER_SENTENCE
-        async with aclosing(self._run(conversation.messages, params, start, attempt)) as pieces:
+        sampling = replace(params, max_tokens=budget.max_tokens)
+        async with aclosing(self._run(budget.messages, sampling, start, attempt)) as pieces:
             async for piece in pieces:
                 yield piece
-        parsed = self._check(attempt, strict=True)
+        parsed = self._check(attempt, budget, strict=True)
         tail = fenced_tail(attempt.text)
         if tail:
             yield tail
         content = ANSWER_SENTENCE + attempt.text + tail
-        yield self._finish(conversation, parsed, content, [attempt], start)
+        yield self._finish(conversation, budget, parsed, content, [attempt], start)
 
     async def _generate_checked(
-        self, conversation: Conversation, params: SamplingParams, start: float
+        self, conversation: Conversation, budget: Budget, params: SamplingParams, start: float
     ) -> Composition:
-        messages = list(conversation.messages)
+        messages = list(budget.messages)
         attempts: list[_Attempt] = []
         strict = self.backend.constrained
+        step = budget
         while True:
             attempt = _Attempt()
             attempts.append(attempt)
-            async with aclosing(self._run(messages, params, start, attempt)) as pieces:
+            sampling = replace(params, max_tokens=step.max_tokens)
+            async with aclosing(self._run(messages, sampling, start, attempt)) as pieces:
                 async for _ in pieces:
                     pass
             try:
-                parsed = self._check(attempt, strict=strict)
+                parsed = self._check(attempt, step, strict=strict)
             except BackendResponseError as exc:
                 if strict or len(attempts) > 1:
                     raise
@@ -204,9 +262,14 @@ class Composer:
                     ChatMessage("assistant", attempt.text),
                     ChatMessage("user", retry_feedback(error, self.output)),
                 ]
+                try:
+                    # The retry's longer conversation must fit too; nothing more is left out.
+                    step = await self._fit(messages, None, params, start)
+                except ContextLengthExceededError:
+                    raise exc from None
                 continue
             content = wrap_code(parsed.code)
-            return self._finish(conversation, parsed, content, attempts, start)
+            return self._finish(conversation, budget, parsed, content, attempts, start)
 
     async def _run(
         self, messages: list[ChatMessage], params: SamplingParams, start: float, attempt: _Attempt
@@ -253,15 +316,22 @@ class Composer:
             self.metrics.tokens.labels("prompt").inc(attempt.end.prompt_tokens)
             self.metrics.tokens.labels("completion").inc(attempt.end.completion_tokens)
 
-    def _check(self, attempt: _Attempt, *, strict: bool) -> ParsedOutput:
+    def _check(self, attempt: _Attempt, budget: Budget, *, strict: bool) -> ParsedOutput:
         if attempt.end is None:
             self.metrics.invalid_outputs.inc()
             raise BackendResponseError("the backend stream ended without a finish reason")
         if attempt.end.finish_reason == "length":
             self.metrics.invalid_outputs.inc()
+            if budget.context is not None and budget.prompt_tokens is not None:
+                advice = (
+                    f"the model's context of {budget.context} tokens left "
+                    f"{budget.context - budget.prompt_tokens} after the prompt; raise max_tokens "
+                    "or shorten the messages"
+                )
+            else:
+                advice = "raise max_tokens"
             raise AnswerTooLongError(
-                f"the canvas did not fit in max_tokens={attempt.end.completion_tokens}; "
-                "raise max_tokens",
+                f"the canvas did not fit in max_tokens={attempt.end.completion_tokens} ({advice})",
                 param="max_tokens",
             )
         try:
@@ -275,6 +345,7 @@ class Composer:
     def _finish(
         self,
         conversation: Conversation,
+        budget: Budget,
         parsed: ParsedOutput,
         content: str,
         attempts: list[_Attempt],
@@ -292,6 +363,7 @@ class Composer:
             completion_tokens=sum(e.completion_tokens for e in ends),
             first_token_s=attempts[0].first_token_s,
             total_s=time.perf_counter() - start,
+            left_out=budget.left_out,
         )
 
     def _slot(self) -> _Slot:
@@ -315,6 +387,8 @@ class _Slot:
             await self._composer._slots.acquire()
         finally:
             self._composer._waiting -= 1
+        self._composer.metrics.running.inc()
 
     async def __aexit__(self, *exc: object) -> None:
+        self._composer.metrics.running.dec()
         self._composer._slots.release()

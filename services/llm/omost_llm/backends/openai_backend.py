@@ -21,14 +21,22 @@ from omost_llm.errors import (
     LLMServiceError,
     SaturatedError,
 )
-from omost_llm.protocol import GenerationEnd, GenerationEvent, GenerationRequest, TextDelta
+from omost_llm.protocol import (
+    ChatMessage,
+    GenerationEnd,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+)
 
 
 class OpenAIBackend:
     """Any OpenAI-compatible server.
 
     JSON mode uses ``response_format`` json_schema when the server offers it; everything else is
-    free text, read leniently by the composer and retried once when invalid.
+    free text, read leniently by the composer and retried once when invalid. Such servers have no
+    common way to count a chat's tokens, so the context is theirs to enforce (a prompt over it is
+    their 400, answered as ``upstream_rejected``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -94,6 +102,14 @@ class OpenAIBackend:
             await self._warm_up()
         return self._warm or not self.settings.warmup
 
+    async def context_length(self) -> int | None:
+        """Unknown: the upstream enforces its own context."""
+        return None
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Not counted (no common tokenize endpoint)."""
+        return None
+
     def _body_for(self, prompt: str, *, max_tokens: int) -> dict[str, Any]:
         return {
             "model": self.settings.upstream_model_id,
@@ -125,13 +141,16 @@ class OpenAIBackend:
                     raise _upstream_error(response, self.settings.retry_after_s)
                 async for event in _events(response):
                     yield event
-        except httpx.TimeoutException as exc:
-            raise BackendTimeoutError("the upstream server timed out") from exc
         except httpx.TransportError as exc:
-            raise BackendUnavailableError(
-                f"the upstream server cannot be reached: {type(exc).__name__}",
-                retry_after=self.settings.retry_after_s,
-            ) from exc
+            raise self._transport_error(exc) from exc
+
+    def _transport_error(self, exc: httpx.TransportError) -> LLMServiceError:
+        if isinstance(exc, httpx.TimeoutException):
+            return BackendTimeoutError("the upstream server timed out")
+        return BackendUnavailableError(
+            f"the upstream server cannot be reached: {type(exc).__name__}",
+            retry_after=self.settings.retry_after_s,
+        )
 
 
 class VLLMBackend(OpenAIBackend):
@@ -141,10 +160,49 @@ class VLLMBackend(OpenAIBackend):
     ``response_format`` json_schema.
     """
 
+    def __init__(self, settings: Settings) -> None:
+        """Configure the HTTP client (connections open lazily)."""
+        super().__init__(settings)
+        self._context: int | None = None
+
     @property
     def constrained(self) -> bool:
         """Both modes are constrained (unless switched off to measure)."""
         return self.settings.constrained
+
+    async def context_length(self) -> int | None:
+        """The served model's ``max_model_len`` from ``/v1/models`` (asked once, then kept)."""
+        if self._context is None:
+            try:
+                response = await self._client.get(
+                    "/v1/models", timeout=self.settings.connect_timeout_s
+                )
+            except httpx.HTTPError:
+                return None  # unreachable: the generation itself reports it
+            if response.status_code == 200:
+                self._context = _max_model_len(response.json(), self.settings.upstream_model_id)
+        return self._context
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Tokens of the templated chat, counted by vLLM's ``/tokenize`` with the model's tokenizer.
+
+        The same chat template and generation prompt as ``/v1/chat/completions`` applies.
+        """
+        body = {
+            "model": self.settings.upstream_model_id,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "add_generation_prompt": True,
+        }
+        try:
+            response = await self._client.post("/tokenize", json=body)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code != 200:
+            raise _upstream_error(response, self.settings.retry_after_s)
+        answer = response.json()
+        if self._context is None and isinstance(answer.get("max_model_len"), int):
+            self._context = answer["max_model_len"]
+        return int(answer["count"])
 
     def _constraint_fields(self) -> dict[str, Any]:
         # The grammar as vLLM's ``structured_outputs``, or the schema as ``response_format``,
@@ -154,6 +212,13 @@ class VLLMBackend(OpenAIBackend):
         if self.settings.output is OutputMode.CODE:
             return {"structured_outputs": {"grammar": decoding_grammar()}}
         return _json_schema_format(cache_safe_json_schema())
+
+
+def _max_model_len(models: dict[str, Any], model: str) -> int | None:
+    cards = [card for card in models.get("data") or [] if isinstance(card, dict)]
+    named = [card for card in cards if card.get("id") == model] or cards[:1]
+    value = named[0].get("max_model_len") if named else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def _json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from omost_llm.backends.token_loop import LoopParams, run_loop
 from omost_llm.config import OutputMode, Settings
 from omost_llm.constraints import decoding_grammar, decoding_json_grammar
 from omost_llm.errors import BackendUnavailableError
-from omost_llm.protocol import GenerationEnd, GenerationEvent, GenerationRequest
+from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationEvent, GenerationRequest
 
 
 class TransformersBackend:
@@ -31,6 +31,7 @@ class TransformersBackend:
         self._tokenizer: Any = None
         self._compiled: Any = None
         self._vocab_size = 0
+        self._context: int | None = None
         self._stop_ids: set[int] = set()
 
     @property
@@ -51,6 +52,26 @@ class TransformersBackend:
         """Whether the model is loaded and the grammar compiled."""
         return self._model is not None and (self._compiled is not None or not self.constrained)
 
+    async def context_length(self) -> int | None:
+        """The model config's ``max_position_embeddings`` (``None`` before loading)."""
+        return self._context
+
+    async def count_prompt_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Tokens of the templated chat, as the generation will tokenize it."""
+        if self._model is None:
+            return None
+        # Off the event loop, and off the generation thread (which may be busy for minutes).
+        return len(await asyncio.to_thread(self._prompt_ids, messages))
+
+    def _prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+        prompt = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        ids: list[int] = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return ids
+
     def _load(self) -> None:
         import torch
         import xgrammar as xgr
@@ -59,6 +80,8 @@ class TransformersBackend:
             torch.set_num_threads(self.settings.threads)
         model, tokenizer = load_model(self.settings)
         self._vocab_size = int(model.config.vocab_size)
+        context = getattr(model.config, "max_position_embeddings", None)
+        self._context = int(context) if isinstance(context, int) and context > 0 else None
         self._stop_ids = _stop_ids(model, tokenizer)
         if self.constrained:
             info = xgr.TokenizerInfo.from_huggingface(
@@ -102,12 +125,7 @@ class TransformersBackend:
         import xgrammar as xgr
 
         try:
-            prompt = self._tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in request.messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            prompt_ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            prompt_ids = self._prompt_ids(request.messages)
             matcher = bitmask = None
             if self._compiled is not None:
                 matcher = xgr.GrammarMatcher(self._compiled)
