@@ -13,6 +13,9 @@ import torch
 BETA_START = 0.00085
 BETA_END = 0.012
 TRAIN_STEPS = 1000
+#: Longest schedule ``omost_sigmas`` builds (``int(steps / strength)``): never more noise levels
+#: than training timesteps, so no strength can ask for millions of them.
+MAX_SCHEDULE = TRAIN_STEPS
 KARRAS_RHO = 7.0
 
 #: ``denoise(x, sigma) -> x0 estimate``.
@@ -67,8 +70,14 @@ def omost_sigmas(steps: int, strength: float = 1.0) -> torch.Tensor:
     """
     if steps < 1 or not 0.0 < strength <= 1.0:
         raise ValueError(f"need steps >= 1 and 0 < strength <= 1, got {steps}, {strength}")
+    built = int(steps / strength)
+    if built > MAX_SCHEDULE:
+        raise ValueError(
+            f"{steps} steps at strength {strength} need {built} noise levels;"
+            f" the limit is {MAX_SCHEDULE}"
+        )
     train = training_sigmas()
-    full = karras_sigmas(int(steps / strength), float(train[0]), float(train[-1]))
+    full = karras_sigmas(built, float(train[0]), float(train[-1]))
     return full[-(steps + 1) :]
 
 
