@@ -3,9 +3,10 @@
 The reference is a hub id, a local folder in diffusers layout, a single ``.safetensors``
 checkpoint, or ``tiny`` (random components for CPU development).
 
-UNet and text encoders run in the requested dtype (fp16 on CUDA by default). SDXL's stock VAE
-overflows in fp16, so it stays in float32 unless its config says it is safe to run in half
-precision (``force_upcast: false``, as in fp16-fixed VAEs).
+UNet and text encoders run in the requested dtype (fp16 on CUDA by default). The VAE runs in the
+same dtype, except that SDXL's stock VAE overflows in float16: a float16 request runs it in
+float32 unless its config says float16 is safe (``force_upcast: false``, as in fp16-fixed VAEs).
+bfloat16 has float32's range and needs no upcast (Omost itself runs a bfloat16 VAE).
 """
 
 from __future__ import annotations
@@ -31,10 +32,23 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-def _vae_dtype(vae: Any, dtype: torch.dtype) -> torch.dtype:
-    if dtype == torch.float32 or not getattr(vae.config, "force_upcast", True):
-        return dtype
-    return torch.float32
+def vae_dtype(dtype: torch.dtype, *, force_upcast: bool) -> torch.dtype:
+    """The VAE's dtype for pipeline weights in ``dtype``.
+
+    Only float16 overflows in SDXL's stock VAE (its activations exceed 65504); bfloat16 and
+    float32 have the range. diffusers' ``force_upcast`` config flag is true for the stock VAE and
+    false for fp16-fixed ones, and here it only matters for float16.
+
+    Args:
+        dtype: The requested pipeline dtype.
+        force_upcast: The VAE config's ``force_upcast`` (true when absent).
+
+    Returns:
+        float32 for float16 without an fp16-fixed VAE, else ``dtype``.
+    """
+    if dtype == torch.float16 and force_upcast:
+        return torch.float32
+    return dtype
 
 
 def _from_components(
@@ -42,7 +56,8 @@ def _from_components(
 ) -> OmostSDXLPipeline:
     unet, vae = components["unet"], components["vae"]
     unet.to(device=device, dtype=dtype).eval()
-    vae.to(device=device, dtype=_vae_dtype(vae, dtype)).eval()
+    upcast = bool(getattr(vae.config, "force_upcast", True))
+    vae.to(device=device, dtype=vae_dtype(dtype, force_upcast=upcast)).eval()
     for key in ("text_encoder", "text_encoder_2"):
         components[key].to(device=device, dtype=dtype).eval()
     encoders = TextEncoders(

@@ -5,11 +5,13 @@
 1. check the inputs;
 2. encode the canvas's regions and the negative prompt (``encoding``);
 3. prepare the starting latents: noise from CPU generators (so a seed gives the same image on
-   any device), optionally on top of the VAE-encoded colour sketch;
+   any device), optionally on top of the blurred colour sketch, VAE-encoded once
+   (``sketch_start``);
 4. denoise with DPM++ 2M on Omost's Karras schedule (``sampling``), positive and negative in one
    UNet call per step, cross-attention regional (``attention_processor``);
-5. optionally the hires fix: decode, LANCZOS upscale, encode, denoise again at partial strength;
-6. decode with the VAE.
+5. the hires fix when ``hires_scale > 1.05``: decode, LANCZOS upscale to the scaled size rounded
+   to 64, encode, denoise again at partial strength;
+6. decode with the VAE (``vae_codec``: per image, tiled above a size).
 """
 
 from __future__ import annotations
@@ -33,8 +35,36 @@ from omost_renderer.sampling import (
     sigma_to_timestep,
     training_sigmas,
 )
+from omost_renderer.sketch_start import sketch_start_pixels
+from omost_renderer.vae_codec import (
+    TILE_ABOVE_LATENT_SIDE,
+    TILE_LATENT_SIDE,
+    VaeCodec,
+    uint8_to_pixels,
+)
 
 SAMPLER_NAME = "DPM++ 2M Karras"
+#: The hires fix runs only above this scale (Omost's ``1.0 + eps`` with ``eps = 0.05``).
+HIRES_MIN_SCALE = 1.0 + 0.05
+
+
+def hires_pass_size(width: int, height: int, scale: float) -> tuple[int, int] | None:
+    """Size of Omost's hires pass, or ``None`` when the hires fix does not run.
+
+    Each side is ``round(side * scale / 64) * 64`` with Python's ``round`` (halves to even):
+    896x1152 at 1.25x gives 1152x1408.
+
+    Args:
+        width: Base width in pixels.
+        height: Base height in pixels.
+        scale: ``hires_scale``.
+
+    Returns:
+        ``(width, height)`` of the hires pass, or ``None`` for ``scale <= 1.05``.
+    """
+    if not scale > HIRES_MIN_SCALE:
+        return None
+    return int(round(width * scale / 64.0) * 64), int(round(height * scale / 64.0) * 64)
 
 
 @dataclass(frozen=True)
@@ -46,12 +76,14 @@ class _Progress:
     total: int
     preview_every: int
 
-    def __call__(self, index: int, latents: torch.Tensor) -> None:
+    def __call__(self, index: int, latents: torch.Tensor, denoised: torch.Tensor) -> None:
         if self.on_step is None:
             return
         step = self.offset + index + 1
         show = step % self.preview_every == 0 or step == self.total
-        self.on_step(step, self.total, latent_preview(latents[0]) if show else None)
+        # The step's denoised estimate (x0), not the noisy latent: early previews already show
+        # the composition instead of noise.
+        self.on_step(step, self.total, latent_preview(denoised[0]) if show else None)
 
 
 class OmostSDXLPipeline:
@@ -59,13 +91,15 @@ class OmostSDXLPipeline:
 
     Args:
         unet: A diffusers ``UNet2DConditionModel`` (SDXL layout, ``text_time`` conditioning).
-        vae: A diffusers ``AutoencoderKL``; keep it in float32 (or an fp16-fixed VAE) so decoding
-            does not overflow.
+        vae: A diffusers ``AutoencoderKL`` (float32, bfloat16, or float16 only when fp16-fixed;
+            see ``loading.vae_dtype``).
         encoders: The two tokenizers and text encoders.
         model_name: Reported in each image's metadata.
         preview_every: A preview image every this many steps (and at the last).
         batched_guidance: One UNet call per step for negative and positive (default). ``False``
             runs them separately, as Omost does (same result, slower).
+        vae_tile_above: Latent side above which the VAE decodes and encodes in tiles.
+        vae_tile: Side of one VAE tile, in latents.
     """
 
     def __init__(
@@ -77,9 +111,12 @@ class OmostSDXLPipeline:
         model_name: str = "sdxl",
         preview_every: int = 5,
         batched_guidance: bool = True,
+        vae_tile_above: int = TILE_ABOVE_LATENT_SIDE,
+        vae_tile: int = TILE_LATENT_SIDE,
     ) -> None:
         self.unet = unet
         self.vae = vae
+        self.codec = VaeCodec(vae, tile_above=vae_tile_above, tile=vae_tile)
         self.encoders = encoders
         self.model_name = model_name
         self.preview_every = preview_every
@@ -112,7 +149,6 @@ class OmostSDXLPipeline:
         noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
         return torch.cat(noise).to(self.device)
 
-    @torch.inference_mode()
     def encode_image(self, images: list[Image.Image]) -> torch.Tensor:
         """VAE-encode RGB images to scaled latents (the distribution's mode, as Omost does).
 
@@ -120,22 +156,17 @@ class OmostSDXLPipeline:
             images: Same-size RGB images.
 
         Returns:
-            float32 (len(images), 4, h/8, w/8).
+            float32 (len(images), 4, h/8, w/8), encoded one at a time (tiled when large).
         """
-        pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])
-        tensor = torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
-        tensor = tensor.to(device=self.vae.device, dtype=self.vae.dtype)
-        latents = self.vae.encode(tensor).latent_dist.mode()
-        scaled: torch.Tensor = latents * self.vae.config.scaling_factor
-        return scaled.float().to(self.device)
+        pixels = torch.cat([uint8_to_pixels(np.asarray(im.convert("RGB"))) for im in images])
+        return self.codec.encode(pixels).float().to(self.device)
 
-    @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> list[Image.Image]:
-        """Decode scaled latents to RGB images."""
-        latents = (latents / self.vae.config.scaling_factor).to(self.vae.device, self.vae.dtype)
-        pixels = self.vae.decode(latents).sample.float().clamp(-1, 1)
-        array = ((pixels + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
+        """Decode scaled latents to RGB images, one at a time (tiled when large).
+
+        Pixels become uint8 by truncation, as Omost's ``pytorch2numpy`` does.
+        """
+        return [Image.fromarray(array) for array in self.codec.decode(latents)]
 
     # -- 4. denoising --------------------------------------------------------------------------
     def _unet_eps(
@@ -241,7 +272,7 @@ class OmostSDXLPipeline:
         """
         # 1. inputs
         self.check_inputs(params)
-        hires = params.hires_scale > 1.0
+        hires = hires_pass_size(params.width, params.height, params.hires_scale)
         total = params.steps + (params.hires_steps if hires else 0)
         seeds = [params.seed + i for i in range(params.num_images)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
@@ -257,10 +288,9 @@ class OmostSDXLPipeline:
         sigmas = omost_sigmas(params.steps, strength).to(self.device)
         latents = self._noise(generators, height, width) * sigmas[0].float()
         if params.sketch_strength is not None:
-            sketch = Image.fromarray(processed.initial_image).resize(
-                (width, height), Image.Resampling.NEAREST
-            )
-            latents = latents + self.encode_image([sketch] * params.num_images)
+            # One encode per render: every image starts from the same sketch latent.
+            start = sketch_start_pixels(processed.initial_image, height, width)
+            latents = latents + self.codec.encode(start).float().to(self.device)
 
         # 4. denoise
         progress = _Progress(on_step, 0, total, self.preview_every)
@@ -269,8 +299,7 @@ class OmostSDXLPipeline:
 
         # 5. hires fix
         if hires:
-            height = int(params.height * params.hires_scale // 64 * 64)
-            width = int(params.width * params.hires_scale // 64 * 64)
+            width, height = hires
             upscaled = [
                 im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)
             ]

@@ -2,6 +2,12 @@
 
 The model is wrapped as a denoiser ``D(x, sigma)``: the UNet sees ``x / sqrt(sigma^2 + 1)`` and the
 timestep whose log-sigma is nearest, predicts eps, and ``D = x - eps * sigma``.
+
+The schedule and the timestep lookup are float32, as in Omost (and k-diffusion): the cumulative
+alphas are a float64 product stored as float32, the Karras ramp is a float32 ``linspace`` and the
+lookup compares float32 log-sigmas. Computed in float64 instead, the lookup lands one timestep away
+for some step counts (575 instead of 576), so the UNet would see a different timestep than in
+Omost. The solver's own step arithmetic (ratios of sigmas) runs in float64 on those float32 sigmas.
 """
 
 from __future__ import annotations
@@ -20,18 +26,20 @@ KARRAS_RHO = 7.0
 
 #: ``denoise(x, sigma) -> x0 estimate``.
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: Called after step ``i`` (0-based) with the new latent; raising stops sampling.
-SamplerCallback = Callable[[int, torch.Tensor], None]
+#: Called after step ``i`` (0-based) with the new latent and the step's denoised estimate (x0);
+#: raising stops sampling.
+SamplerCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 def training_sigmas() -> torch.Tensor:
-    """Sigmas of SD's 1000 training timesteps (scaled-linear betas), float64, ascending.
+    """Sigmas of SD's 1000 training timesteps (scaled-linear betas), float32, ascending.
 
     Returns:
-        (1000,) from about 0.0292 to 14.6146.
+        float32 (1000,) from about 0.0292 to 14.6146.
     """
     betas = torch.linspace(BETA_START**0.5, BETA_END**0.5, TRAIN_STEPS, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    # The product is taken in float64 and stored as float32; the sigmas follow in float32.
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
     return ((1.0 - alphas_cumprod) / alphas_cumprod) ** 0.5
 
 
@@ -47,10 +55,12 @@ def karras_sigmas(
         rho: Schedule curvature.
 
     Returns:
-        float64 (n + 1,), descending, last element 0.
+        float32 (n + 1,), descending, last element 0.
     """
-    ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
-    min_inv, max_inv = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float32)
+    # The roots are float32 too: float32 tensors raised to a Python float, as k-diffusion does.
+    min_inv = torch.tensor(sigma_min, dtype=torch.float32) ** (1.0 / rho)
+    max_inv = torch.tensor(sigma_max, dtype=torch.float32) ** (1.0 / rho)
     sigmas = (max_inv + ramp * (min_inv - max_inv)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
@@ -66,7 +76,7 @@ def omost_sigmas(steps: int, strength: float = 1.0) -> torch.Tensor:
         strength: Share of the schedule to run, in (0, 1].
 
     Returns:
-        float64 (steps + 1,), descending to 0.
+        float32 (steps + 1,), descending to 0.
     """
     if steps < 1 or not 0.0 < strength <= 1.0:
         raise ValueError(f"need steps >= 1 and 0 < strength <= 1, got {steps}, {strength}")
@@ -85,14 +95,14 @@ def sigma_to_timestep(sigma: torch.Tensor, train_sigmas: torch.Tensor) -> torch.
     """Training timestep whose log-sigma is nearest to ``log(sigma)`` (Omost's rule, no lerp).
 
     Args:
-        sigma: Noise levels, any shape.
+        sigma: Noise levels, any shape (compared in float32).
         train_sigmas: (1000,) from :func:`training_sigmas`.
 
     Returns:
         int64 timesteps, shape of ``sigma``.
     """
-    log_train = train_sigmas.log().to(sigma.device)
-    dists = sigma.double().log().reshape(1, -1) - log_train[:, None]
+    log_train = train_sigmas.float().log().to(sigma.device)
+    dists = sigma.float().log().reshape(1, -1) - log_train[:, None]
     return dists.abs().argmin(dim=0).reshape(sigma.shape)
 
 
@@ -108,12 +118,14 @@ def sample_dpmpp_2m(
         denoise: The denoiser ``D(x, sigma)``.
         x: Starting latent, already at noise level ``sigmas[0]``.
         sigmas: Descending noise levels ending with 0.
-        callback: Called after every step.
+        callback: Called after every step with the new latent and the step's denoised estimate.
 
     Returns:
         The final latent.
     """
     old_denoised: torch.Tensor | None = None
+    # The sigmas' values are the schedule's (float32); the ratios between them are taken in
+    # float64 so that the solver adds no rounding of its own.
     sigmas = sigmas.double()
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -134,5 +146,5 @@ def sample_dpmpp_2m(
             x = ratio * x + step * target
         old_denoised = denoised
         if callback is not None:
-            callback(i, x)
+            callback(i, x, denoised)
     return x

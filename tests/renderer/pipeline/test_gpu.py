@@ -27,3 +27,11 @@ def test_fp16_render_on_gpu(dragon_canvas: Canvas) -> None:
     assert renderer.vae.dtype == torch.float32
     image = renderer.render(dragon_canvas, RenderParams(width=128, height=128, steps=4))[0]
     assert image.image.size == (128, 128)
+
+
+def test_bfloat16_render_on_gpu_keeps_a_bfloat16_vae(dragon_canvas: Canvas) -> None:
+    renderer = load_renderer("tiny", "cuda", torch.bfloat16)
+    assert renderer.vae.dtype == torch.bfloat16
+    params = RenderParams(width=128, height=128, steps=4, hires_scale=1.5, hires_steps=2)
+    image = renderer.render(dragon_canvas, params)[0]
+    assert image.image.size == (192, 192)

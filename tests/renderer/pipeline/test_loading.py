@@ -9,7 +9,7 @@ import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
-from omost_renderer.loading import _vae_dtype, load_renderer
+from omost_renderer.loading import load_renderer, vae_dtype
 from omost_renderer.rendering import RenderParams
 from omost_renderer.tiny import tiny_components
 from omost_schema import Canvas
@@ -48,11 +48,22 @@ def test_load_a_local_diffusers_folder(tmp_path: Path, dragon_canvas: Canvas) ->
     assert np.array_equal(np.asarray(from_settings), np.asarray(expected))
 
 
-def test_vae_stays_float32_when_half_precision_would_overflow() -> None:
-    vae = tiny_components()["vae"]
-    assert vae.config.force_upcast
-    assert _vae_dtype(vae, torch.float16) == torch.float32
-    assert _vae_dtype(vae, torch.float32) == torch.float32
+def test_vae_upcasts_only_float16_without_an_fp16_fixed_vae() -> None:
+    assert vae_dtype(torch.float16, force_upcast=True) == torch.float32
+    assert vae_dtype(torch.float16, force_upcast=False) == torch.float16
+    # bfloat16 has float32's range: no upcast, whatever the config says (Omost runs bf16).
+    assert vae_dtype(torch.bfloat16, force_upcast=True) == torch.bfloat16
+    assert vae_dtype(torch.bfloat16, force_upcast=False) == torch.bfloat16
+    assert vae_dtype(torch.float32, force_upcast=True) == torch.float32
+    assert vae_dtype(torch.float32, force_upcast=False) == torch.float32
+
+
+def test_loaded_vae_follows_the_dtype_rule() -> None:
+    assert tiny_components()["vae"].config.force_upcast
+    renderer = load_renderer("tiny", "cpu", torch.bfloat16)
+    assert renderer.vae.dtype == torch.bfloat16
+    assert renderer.unet.dtype == torch.bfloat16
+    assert load_renderer("tiny", "cpu", torch.float16).vae.dtype == torch.float32
 
 
 def _write_single_file_model(folder: Path) -> tuple[Path, Path, dict[str, Any]]:

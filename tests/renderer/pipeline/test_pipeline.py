@@ -3,10 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer import pipeline_sdxl
+from omost_renderer.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
+from omost_renderer.preview import latent_preview
 from omost_renderer.rendering import RenderParams
-from omost_renderer.sampling import omost_sigmas
+from omost_renderer.sampling import SamplerCallback, omost_sigmas
+from omost_renderer.sketch_start import sketch_start_pixels
 from omost_renderer.tiny import build_tiny_renderer
+from omost_renderer.vae_codec import pixels_to_uint8
 from omost_schema import Canvas
 from PIL import Image
 
@@ -81,14 +85,116 @@ def test_sketch_start_begins_at_init_latent_plus_scaled_noise(
 
     monkeypatch.setattr(tiny_renderer, "denoise", capture)
     tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=5, sketch_strength=0.5))
-    sketch = Image.fromarray(dragon_canvas.process().initial_image).resize(
-        (64, 64), Image.Resampling.NEAREST
-    )
-    init = tiny_renderer.encode_image([sketch])
+    start = sketch_start_pixels(dragon_canvas.process().initial_image, 64, 64)
+    init = tiny_renderer.codec.encode(start)
     noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
     sigmas = omost_sigmas(4, 0.5)
     torch.testing.assert_close(seen["sigmas"], sigmas)
     torch.testing.assert_close(seen["latents"], init + noise * sigmas[0].float())
+
+
+def test_sketch_start_encodes_the_sketch_once_per_render(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[int] = []
+    original = tiny_renderer.vae.encode
+
+    def counting(x: torch.Tensor) -> object:
+        encoded.append(x.shape[0])
+        return original(x)
+
+    monkeypatch.setattr(tiny_renderer.vae, "encode", counting)
+    params = RenderParams(**SMALL, seed=5, num_images=3, sketch_strength=0.9)
+    images = tiny_renderer.render(dragon_canvas, params)
+    assert len(images) == 3
+    assert encoded == [1]
+
+
+def test_hires_pass_size_rounds_like_omost() -> None:
+    assert hires_pass_size(896, 1152, 1.25) == (1152, 1408)
+    assert hires_pass_size(896, 1152, 2.0) == (1792, 2304)
+    assert hires_pass_size(1024, 1024, 1.5) == (1536, 1536)
+    # Python's round halves to even: 192 * 1.25 / 64 = 3.75 -> 4, 64 * 1.25 / 64 = 1.25 -> 1.
+    assert hires_pass_size(192, 64, 1.25) == (256, 64)
+    assert hires_pass_size(896, 1152, 1.06) == (960, 1216)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.02, 1.05])
+def test_hires_fix_does_not_run_up_to_scale_1_05(scale: float) -> None:
+    assert hires_pass_size(896, 1152, scale) is None
+
+
+def test_hires_fix_renders_at_the_rounded_size(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    params = RenderParams(width=192, height=64, steps=2, hires_scale=1.25, hires_steps=2)
+    image = tiny_renderer.render(dragon_canvas, params)[0]
+    assert image.image.size == (256, 64)
+    assert (image.metadata["output_width"], image.metadata["output_height"]) == (256, 64)
+
+
+def test_hires_fix_below_1_05_runs_no_extra_steps(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
+) -> None:
+    calls: list[tuple[int, int]] = []
+    params = RenderParams(**SMALL, hires_scale=1.02, hires_steps=20)
+    images = tiny_renderer.render(dragon_canvas, params, lambda s, t, p: calls.append((s, t)))
+    assert calls == [(s, 4) for s in range(1, 5)]
+    plain = tiny_renderer.render(dragon_canvas, RenderParams(**SMALL))[0].image
+    assert np.array_equal(_pixels(images[0].image), _pixels(plain))
+
+
+def test_hires_fix_re_encodes_the_truncated_pixels(
+    tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs: list[torch.Tensor] = []
+    encoded: list[Image.Image] = []
+    denoise, encode_image = tiny_renderer.denoise, tiny_renderer.encode_image
+
+    def record_denoise(*args: object, **kw: object) -> torch.Tensor:
+        outputs.append(denoise(*args, **kw))  # type: ignore[arg-type]
+        return outputs[-1]
+
+    def record_encode(images: list[Image.Image]) -> torch.Tensor:
+        encoded.extend(images)
+        return encode_image(images)
+
+    monkeypatch.setattr(tiny_renderer, "denoise", record_denoise)
+    monkeypatch.setattr(tiny_renderer, "encode_image", record_encode)
+    params = RenderParams(**SMALL, hires_scale=2.0, hires_steps=2, hires_denoise=0.5)
+    tiny_renderer.render(dragon_canvas, params)
+    vae = tiny_renderer.vae
+    with torch.inference_mode():
+        decoded = vae.decode(outputs[0] / vae.config.scaling_factor).sample[0]
+    truncated = Image.fromarray(pixels_to_uint8(decoded))
+    expected = truncated.resize((128, 128), Image.Resampling.LANCZOS)
+    assert len(encoded) == 1
+    assert np.array_equal(_pixels(encoded[0]), _pixels(expected))
+
+
+def test_previews_show_the_denoised_estimate(
+    dragon_canvas: Canvas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renderer = build_tiny_renderer(preview_every=1)
+    estimates: list[torch.Tensor] = []
+    sampler = pipeline_sdxl.sample_dpmpp_2m
+
+    def recording(
+        denoise: object, x: torch.Tensor, sigmas: torch.Tensor, callback: SamplerCallback
+    ) -> torch.Tensor:
+        def both(i: int, x_next: torch.Tensor, denoised: torch.Tensor) -> None:
+            estimates.append(denoised.clone())
+            callback(i, x_next, denoised)
+
+        return sampler(denoise, x, sigmas, both)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline_sdxl, "sample_dpmpp_2m", recording)
+    previews: list[Image.Image | None] = []
+    renderer.render(dragon_canvas, RenderParams(**SMALL), lambda s, t, p: previews.append(p))
+    assert len(previews) == len(estimates) == 4
+    for preview, estimate in zip(previews, estimates, strict=True):
+        assert preview is not None
+        assert np.array_equal(_pixels(preview), _pixels(latent_preview(estimate[0])))
 
 
 def test_on_step_reports_every_step_with_occasional_previews(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from omost_renderer.sampling import (
@@ -26,8 +27,8 @@ def test_omost_sigmas_full_schedule_is_karras_with_trailing_zero() -> None:
     assert float(sigmas[-1]) == 0.0
     assert bool((sigmas[:-1] > sigmas[1:]).all())
     # rho = 7: the 7th roots are evenly spaced.
-    roots = sigmas[:-1] ** (1 / 7)
-    torch.testing.assert_close(roots.diff(), roots.diff()[:1].expand(24), rtol=1e-9, atol=1e-12)
+    roots = sigmas[:-1].double() ** (1 / 7)
+    torch.testing.assert_close(roots.diff(), roots.diff()[:1].expand(24), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_dpmpp_2m_solves_the_gaussian_probability_flow_ode() -> None:
 def test_dpmpp_2m_reports_every_step_and_stops_on_error() -> None:
     seen: list[int] = []
 
-    def callback(i: int, x: torch.Tensor) -> None:
+    def callback(i: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
         seen.append(i)
         if i == 2:
             raise KeyboardInterrupt
@@ -101,3 +102,65 @@ def test_dpmpp_2m_reports_every_step_and_stops_on_error() -> None:
     with pytest.raises(KeyboardInterrupt):
         sample_dpmpp_2m(lambda x, s: x * 0, torch.ones(1), omost_sigmas(10), callback)
     assert seen == [0, 1, 2]
+
+
+def test_dpmpp_2m_reports_the_denoised_estimate_of_each_step() -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    x = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+    sigmas = omost_sigmas(4)
+
+    def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return x * 0.5 + sigma.double()
+
+    def callback(i: int, x_next: torch.Tensor, denoised: torch.Tensor) -> None:
+        seen.append((x_next.clone(), denoised.clone()))
+
+    sample_dpmpp_2m(denoise, x, sigmas, callback)
+    # Each step's estimate is the denoiser's output at that step's input and sigma.
+    inputs = [x] + [after for after, _ in seen[:-1]]
+    for i, (before, (_, denoised)) in enumerate(zip(inputs, seen, strict=True)):
+        torch.testing.assert_close(denoised, denoise(before, sigmas[i].float()))
+
+
+def _omost_schedule(n: int) -> torch.Tensor:
+    """Omost's (k-diffusion's) float32 Karras schedule over SD's training sigmas, with its zero."""
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.tensor(np.cumprod((1.0 - betas).numpy()), dtype=torch.float32)
+    train = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+    ramp = torch.linspace(0, 1, n)
+    min_inv, max_inv = train[0] ** (1 / 7.0), train[-1] ** (1 / 7.0)
+    sigmas = (max_inv + ramp * (min_inv - max_inv)) ** 7.0
+    return torch.cat([sigmas, sigmas.new_zeros([1])])
+
+
+def _omost_timesteps(steps: int, strength: float) -> list[int]:
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.tensor(np.cumprod((1.0 - betas).numpy()), dtype=torch.float32)
+    log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log()
+    sigmas = _omost_schedule(int(steps / strength))[-(steps + 1) :]
+    dists = sigmas[:-1].log() - log_sigmas[:, None]
+    return dists.abs().argmin(dim=0).tolist()  # type: ignore[no-any-return]
+
+
+_STRENGTHS = (1.0, 0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+
+
+def test_schedule_and_timesteps_equal_omosts_float32_for_every_step_count() -> None:
+    train = training_sigmas()
+    for steps in range(1, 101):
+        for strength in _STRENGTHS:
+            sigmas = omost_sigmas(steps, strength)
+            expected = _omost_schedule(int(steps / strength))[-(steps + 1) :]
+            assert torch.equal(sigmas, expected), (steps, strength)
+            timesteps = sigma_to_timestep(sigmas[:-1], train).tolist()
+            assert timesteps == _omost_timesteps(steps, strength), (steps, strength)
+
+
+@pytest.mark.parametrize(
+    ("steps", "float64", "omost"), [(18, 575, 576), (35, 575, 576), (43, 341, 342)]
+)
+def test_timestep_lookup_lands_where_omost_does(steps: int, float64: int, omost: int) -> None:
+    # Computed in float64, these full schedules put one step on the neighbouring timestep.
+    timesteps = sigma_to_timestep(omost_sigmas(steps)[:-1], training_sigmas()).tolist()
+    assert omost in timesteps
+    assert float64 not in timesteps
