@@ -33,8 +33,11 @@ HEALTH_TTL_HEARTBEATS = 3
 #: Seconds an idempotency key is remembered by default.
 DEFAULT_IDEMPOTENCY_TTL_S = 24 * 3600
 #: A job's event stream is trimmed to about this many events while it runs (progress of at most
-#: a few attempts of the longest accepted render); a final job keeps only its final event.
+#: a few attempts of the longest accepted render).
 EVENTS_MAXLEN = 1000
+#: Seconds a job's event stream outlives the job's end, for clients still following it; later
+#: the final event is served from the job hash, where it is copied when the job ends.
+EVENTS_LINGER_S = 60
 #: Previews kept per job: only the latest, so a late or resuming client sees where the job is.
 PREVIEWS_MAXLEN = 1
 #: Seconds the latest preview outlives its last update (it is never kept with a finished job).

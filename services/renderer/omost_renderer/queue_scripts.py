@@ -7,8 +7,9 @@ worker that lost its job (it stalled and another worker reclaimed it) can no lon
 
 Every entry of the job stream carries ``seq``, its logical number in the stream (Redis's own
 ``entries-added`` counter), which makes a queue position a subtraction instead of a range scan.
-A job that ends keeps a small record: its request is dropped from the hash and its event stream
-is cut to the final event (see ``settle``).
+A job that ends keeps a small record (see ``settle``): its request is dropped from the hash, its
+final event is copied into the hash, and its event stream (at least 4 kB, whatever it holds)
+lingers only ``EVENTS_LINGER_S`` for clients still following it.
 
 Under ``maxmemory`` with ``noeviction`` Redis refuses a script's first write that may grow memory,
 before anything was written, so a script refused for memory changes nothing.
@@ -24,10 +25,15 @@ local function ack_del(stream, group, entry)
   redis.call('XDEL', stream, entry)
 end
 local function settle(job, events, ttl)
+  local last = redis.call('XREVRANGE', events, '+', '-', 'COUNT', 1)[1]
+  if last then
+    local fields = {}
+    for i = 1, #last[2], 2 do fields[last[2][i]] = last[2][i + 1] end
+    redis.call('HSET', job, 'final_event_id', last[1], 'final_event', fields['data'])
+  end
   redis.call('HDEL', job, 'request')
-  redis.call('XTRIM', events, 'MAXLEN', 1)
   redis.call('EXPIRE', job, ttl)
-  redis.call('EXPIRE', events, ttl)
+  redis.call('EXPIRE', events, """ + str(constants.EVENTS_LINGER_S) + """)
 end
 local function next_seq(stream)
   if redis.call('EXISTS', stream) == 0 then return 1 end

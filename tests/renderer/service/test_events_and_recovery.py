@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
+from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from omost_renderer.job_queue import JobEvent, JobQueue
+from omost_renderer.jobs import JobStatus
+from omost_renderer.worker_queue import WorkerQueue, ensure_group
 from redis import Redis
 from service_support import RedisServer, WorkerThread, make_settings, wait_for
 
@@ -61,9 +65,8 @@ def test_sse_delivers_progress_in_order_and_resumes(
             ("status", "succeeded"),
         ]
         assert not any("preview" in e["data"] for e in events)
-        # A job that ended keeps only its final event: resuming from anywhere gets just that.
         resumed = read_events(client, job_id, last_event_id=events[4]["id"])
-        assert [e["id"] for e in resumed] == [events[-1]["id"]]
+        assert [e["id"] for e in resumed] == [e["id"] for e in events[5:]]
         assert read_events(client, job_id, last_event_id=events[-1]["id"]) == []
         bad = client.get(f"/v1/renders/{job_id}/events", headers={"Last-Event-ID": "x"})
         assert bad.status_code == 400
@@ -108,3 +111,56 @@ def test_worker_recreates_a_lost_consumer_group(
         redis_client.flushall()  # e.g. Redis restarted without persistence
         again = client.post("/v1/renders", json=body()).json()["id"]
         wait_for(lambda: client.get(f"/v1/renders/{again}").json()["status"] == "succeeded")
+
+
+class FinishBetweenReads(JobQueue):
+    """A queue whose first blocking read comes back empty just as the job finishes."""
+
+    def __init__(self, queue: JobQueue, finish: Callable[[], None]) -> None:
+        super().__init__(queue.redis, queue.settings)
+        self.finish = finish
+        self.raced = False
+
+    async def events(
+        self, job_id: str, after: str, block_ms: int | None, *, previews_after: str | None = None
+    ) -> tuple[list[JobEvent], str | None]:
+        if block_ms is not None and not self.raced:
+            self.raced = True
+            self.finish()  # lands after the (empty) read, before the status check
+            return [], previews_after
+        return await super().events(job_id, after, block_ms, previews_after=previews_after)
+
+
+def test_sse_sends_the_final_event_when_the_job_ends_between_reads(
+    settings: Settings, redis_client: Redis
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/renders", json=body()).json()["id"]
+        ensure_group(redis_client)
+        worker = WorkerQueue(redis_client, settings, "racer")
+        claim = worker.read_new(100)
+        assert claim is not None
+        started = worker.start(claim)
+        assert started is not None
+        service = client.app.state.service  # type: ignore[attr-defined]
+        service.queue = FinishBetweenReads(
+            service.queue, lambda: worker.finish(started, JobStatus.SUCCEEDED, {"images": "[]"})
+        )
+        queued = read_events(client, job_id)[0]["id"]
+        events = read_events(client, job_id, last_event_id=queued)
+        assert service.queue.raced
+        assert [e["data"]["status"] for e in events] == ["running", "succeeded"]
+
+
+def test_sse_of_a_long_ended_job_sends_its_final_event_from_the_record(
+    settings: Settings, start_worker: Callable[..., WorkerThread], redis_client: Redis
+) -> None:
+    start_worker(FakeRenderer())
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/renders", json=body()).json()["id"]
+        wait_for(lambda: client.get(f"/v1/renders/{job_id}").json()["status"] == "succeeded")
+        everything = [e for e in read_events(client, job_id) if "id" in e]
+        redis_client.delete(constants.events_key(job_id))  # what EVENTS_LINGER_S later does
+        assert read_events(client, job_id) == [everything[-1]]
+        assert read_events(client, job_id, last_event_id=everything[2]["id"]) == [everything[-1]]
+        assert read_events(client, job_id, last_event_id=everything[-1]["id"]) == []

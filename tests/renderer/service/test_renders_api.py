@@ -81,6 +81,61 @@ def test_same_idempotency_key_gives_same_job(client: TestClient, redis_client: R
     assert redis_client.xlen(constants.STREAM_KEY) == 2
 
 
+def test_same_idempotency_key_with_another_body_is_refused(
+    client: TestClient, redis_client: Redis
+) -> None:
+    headers = {"Idempotency-Key": "order-44"}
+    first = client.post("/v1/renders", json=body(seed=1), headers=headers)
+    other = client.post("/v1/renders", json=body(seed=2), headers=headers)
+    assert other.status_code == 422
+    error = other.json()["error"]
+    assert error["code"] == "idempotency_key_reused"
+    assert error["type"] == "invalid_request_error"
+    assert first.json()["id"] in error["message"]
+    again = client.post("/v1/renders", json=body(seed=1), headers=headers)
+    assert again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert redis_client.xlen(constants.STREAM_KEY) == 1
+
+
+def test_idempotency_key_of_an_expired_job_makes_a_new_job(
+    client: TestClient, redis_client: Redis
+) -> None:
+    headers = {"Idempotency-Key": "order-45"}
+    first = client.post("/v1/renders", json=body(), headers=headers).json()
+    redis_client.delete(constants.job_key(first["id"]))  # the job's record expired
+    again = client.post("/v1/renders", json=body(), headers=headers)
+    assert again.status_code == 202
+    assert again.json()["id"] != first["id"]
+    assert client.get(f"/v1/renders/{again.json()['id']}").status_code == 200
+    # The key now maps to the new job, for the same body only.
+    third = client.post("/v1/renders", json=body(), headers=headers).json()
+    assert third["id"] == again.json()["id"]
+    assert client.post("/v1/renders", json=body(seed=9), headers=headers).status_code == 422
+
+
+def test_code_corrections_and_warnings_are_in_the_job_view(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from omost_schema import Canvas
+
+    code = Canvas.model_validate(canvas_json("near miss")).to_code()
+    code = code.replace("location='in the center'", "location='in the centre'")
+    with caplog.at_level("INFO", logger="omost_renderer.api.renders"):
+        job = client.post("/v1/renders", json={"code": code, "width": 64, "height": 64}).json()
+    fix = {"kind": "location", "original": "in the centre", "corrected": "in the center"}
+    assert [{k: c[k] for k in fix} for c in job["corrections"]] == [fix]
+    assert job["corrections"][0]["line"] > 0
+    assert any("in the centre" in warning for warning in job["warnings"])
+    assert client.get(f"/v1/renders/{job['id']}").json()["corrections"] == job["corrections"]
+    assert any(
+        job["id"] in r.getMessage() and "in the centre" in r.getMessage() for r in caplog.records
+    )
+    clean = client.post("/v1/renders", json=body()).json()
+    assert clean["corrections"] == []
+    assert clean["warnings"] == []
+
+
 def test_full_queue_answers_503_with_retry_after_and_never_trims(
     redis_url: str, tmp_path: object, redis_client: Redis
 ) -> None:

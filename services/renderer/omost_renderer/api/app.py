@@ -16,7 +16,7 @@ from omost_schema.asgi_limits import BodySizeLimit
 from omost_schema.openapi_errors import error_responses
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
@@ -90,7 +90,7 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     async def on_redis_refused(request: Request, error: Exception) -> JSONResponse:
         # Under `noeviction` a full Redis refuses writes with an OOM error: tell the client to
         # come back, like any other overload. Other refusals are bugs: the 500 handler's.
-        if not str(error).startswith("OOM"):
+        if not isinstance(error, OutOfMemoryError):
             return await on_unexpected(request, error)
         logger.warning("redis is full (maxmemory): %s", error)
         full = StoreFullError(

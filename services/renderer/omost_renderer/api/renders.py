@@ -185,21 +185,21 @@ async def render_events(
         raise InvalidRequestError("Last-Event-ID must be an event id like 1700000000000-0")
     ended = JobStatus((await _load(state, job_id))["status"]).is_final
     return StreamingResponse(
-        _event_stream(state, request, job_id, after, previews=not ended),
+        _event_stream(state, request, job_id, after, ended=ended),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _event_stream(
-    state: ServiceState, request: Request, job_id: str, after: str, *, previews: bool
+    state: ServiceState, request: Request, job_id: str, after: str, *, ended: bool
 ) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
     # A new connection to a live job starts with its latest preview; one to a job that has
     # ended gets none (a preview outlives its job by up to PREVIEW_TTL_S).
-    previews_after = "0-0" if previews else None
+    previews_after: str | None = "0-0"
     try:
-        while not await request.is_disconnected():
+        while not ended and not await request.is_disconnected():
             events, previews_after = await state.queue.events(
                 job_id, after, _SSE_BLOCK_MS, previews_after=previews_after
             )
@@ -207,13 +207,11 @@ async def _event_stream(
                 fields = await state.queue.get(job_id)
                 if fields is None:
                     return  # expired
-                if JobStatus(fields["status"]).is_final:
-                    # The job ended after the read above came back empty: its final event is in
-                    # the stream now (one script wrote both), so send what is left, then close.
-                    async for line in _drain(state, job_id, after):
-                        yield line
-                    return
-                yield ": keep-alive\n\n"
+                # The job may have ended after the read above came back empty: its final event
+                # is in the stream now (one script wrote both), and is sent below.
+                ended = JobStatus(fields["status"]).is_final
+                if not ended:
+                    yield ": keep-alive\n\n"
                 continue
             for event in events:
                 yield _sse(event)
@@ -222,6 +220,9 @@ async def _event_stream(
                 after = event.id
                 if event.type == "status" and JobStatus(json.loads(event.data)["status"]).is_final:
                     return
+        if ended:
+            async for line in _ending(state, job_id, after):
+                yield line
     except RedisError as error:
         envelope = ErrorResponse.build(
             f"event stream interrupted: {error}", "server_error", code="backend_unavailable"
@@ -229,15 +230,28 @@ async def _event_stream(
         yield f"event: error\ndata: {envelope.model_dump_json()}\n\n"
 
 
-async def _drain(state: ServiceState, job_id: str, after: str) -> AsyncIterator[str]:
-    """Send every durable event after ``after`` of a job that has ended, without waiting."""
+def _event_order(event_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = event_id.partition("-")
+    return int(milliseconds), int(sequence)
+
+
+async def _ending(state: ServiceState, job_id: str, after: str) -> AsyncIterator[str]:
+    """Send the rest of a job that has ended, always closing with its final event.
+
+    The event stream lingers a minute after the end (``EVENTS_LINGER_S``); after that the final
+    event, copied into the job hash with its id when the job ended, is all there is to send.
+    """
     while True:
         events, _ = await state.queue.events(job_id, after, None)
-        if not events:
-            return
         for event in events:
             after = event.id
             yield _sse(event)
+        if not events:
+            break
+    fields = await state.queue.get(job_id) or {}
+    final_id = fields.get("final_event_id")
+    if final_id and _event_order(final_id) > _event_order(after):
+        yield _sse(JobEvent(id=final_id, type="status", data=fields.get("final_event", "{}")))
 
 
 def _sse(event: JobEvent) -> str:
