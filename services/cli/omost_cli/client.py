@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,45 @@ import httpx
 
 _FINAL = {"succeeded", "failed", "canceled"}
 _BAR_WIDTH = 30
+# What a job id may look like before it goes into a URL path or a file name: the service's ids
+# are hex; anything with a separator or a dot could climb out of the output folder.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 class ServiceError(RuntimeError):
     """A service answered with an error; the message is the service's own."""
+
+
+class UnsafeAnswerError(ServiceError):
+    """A service answered with something the client refuses to act on (a path or a host)."""
+
+
+def checked_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it is safe in a URL path and a file name.
+
+    Raises:
+        UnsafeAnswerError: It is not a plain id (a separator, a dot, empty, too long).
+    """
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise UnsafeAnswerError(f"refusing the job id {job_id!r}: not a plain id")
+    return job_id
+
+
+def image_url(renderer_url: str, url: object) -> httpx.URL:
+    """Resolve an image URL of a job against the renderer; refuse one on another origin.
+
+    Raises:
+        UnsafeAnswerError: The URL points at another scheme, host or port.
+    """
+    base = httpx.URL(renderer_url)
+    if not isinstance(url, str):
+        raise UnsafeAnswerError(f"refusing the image URL {url!r}")
+    target = base.join(url)
+    if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+        raise UnsafeAnswerError(
+            f"refusing the image URL {url!r}: not on the renderer at {renderer_url}"
+        )
+    return target
 
 
 def _check(response: httpx.Response) -> dict[str, Any]:
@@ -42,9 +78,16 @@ def compose_canvas(
 
 
 def submit_render(renderer_url: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Queue a render (``POST /v1/renders``) and return the new job."""
+    """Queue a render (``POST /v1/renders``) and return the new job.
+
+    Raises:
+        ServiceError: The service answered with an error.
+        UnsafeAnswerError: The answer's job id is not a plain id.
+    """
     with httpx.Client(timeout=30.0) as client:
-        return _check(client.post(f"{renderer_url}/v1/renders", json=body))
+        job = _check(client.post(f"{renderer_url}/v1/renders", json=body))
+    checked_job_id(job.get("id"))
+    return job
 
 
 def _draw_bar(job: dict[str, Any]) -> None:
@@ -65,6 +108,7 @@ def follow_job(
         ServiceError: If the service answers with an error.
         TimeoutError: If the job has not ended within ``timeout_s``.
     """
+    checked_job_id(job_id)
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=30.0) as client:
         while True:
@@ -80,15 +124,28 @@ def follow_job(
 
 
 def save_images(renderer_url: str, job: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Download every result image of a finished job into ``out_dir``; return the paths."""
+    """Download every result image of a finished job into ``out_dir``; return the paths.
+
+    The server's answer is not trusted with the file system: the job id must be a plain id, the
+    image number and seed integers, and every image URL on the renderer's own origin, so a
+    hostile or broken server can neither write outside ``out_dir`` nor send the client elsewhere.
+
+    Raises:
+        ServiceError: An image could not be fetched.
+        UnsafeAnswerError: The answer names an unsafe id, number or URL.
+    """
+    job_id = checked_job_id(job.get("id"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    with httpx.Client(timeout=60.0) as client:
+    with httpx.Client(timeout=60.0, follow_redirects=False) as client:
         for image in job.get("images", []):
-            response = client.get(httpx.URL(renderer_url).join(image["url"]))
+            n, seed = image.get("n"), image.get("seed")
+            if type(n) is not int or type(seed) is not int:
+                raise UnsafeAnswerError(f"refusing image number {n!r} with seed {seed!r}")
+            response = client.get(image_url(renderer_url, image.get("url")))
             if not response.is_success:
-                raise ServiceError(f"image {image['n']} answered {response.status_code}")
-            path = out_dir / f"{job['id']}-{image['n']}-seed{image['seed']}.png"
+                raise ServiceError(f"image {n} answered {response.status_code}")
+            path = out_dir / f"{job_id}-{n}-seed{seed}.png"
             path.write_bytes(response.content)
             paths.append(path)
     return paths
