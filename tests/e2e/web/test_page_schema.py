@@ -56,6 +56,18 @@ def test_sketch_in_the_browser_matches_the_schema_byte_for_byte(stack: Stack, pa
     check()
 
 
+def test_sketch_in_the_browser_blends_like_omost(stack: Stack, page: Page) -> None:
+    open_page(page, stack.fake)
+    data = BATTLE.model_dump()
+    data["global_description"]["HTML_web_color_name"] = "blueviolet"
+    data["local_descriptions"] = [
+        _local("in the center", "no offset", "a small square area", 1.0, "darkkhaki")
+    ]
+    pixels = page.evaluate(SKETCH_JS, Canvas.model_validate(data).model_dump())
+    # Omost's numpy arithmetic gives 141 for green, where all-float32 arithmetic gives 140.
+    assert pixels[(45 * 90 + 45) * 3 : (45 * 90 + 45) * 3 + 3] == [173, 141, 142]
+
+
 def test_pixel_boxes_in_the_browser_match_the_schema(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
     got = page.evaluate(

@@ -27,13 +27,15 @@ export function sortedLocals(locals) {
 /**
  * Compute the 90x90 colour sketch (RGB bytes, row-major) as omost_schema's process() does.
  *
- * Arithmetic is float32, like numpy's, so the bytes match the server's sketch exactly. Locals
- * whose box or colour is not known yet (still streaming) are skipped.
+ * Arithmetic is numpy's in Omost, so the bytes match the server's sketch exactly: the sketch is
+ * stored as float32, each blend adds the colour term in double (weight times a byte) to the
+ * float32 product of the rest weight and the pixel, and stores the sum as float32. Locals whose
+ * box or colour is not known yet (still streaming) are skipped.
  */
 export function sketchPixels(vocab, canvas) {
   const n = vocab.grid_size;
   const f = Math.fround;
-  const weight = f(vocab.sketch_color_weight);
+  const weight = vocab.sketch_color_weight;
   const rest = f(1 - vocab.sketch_color_weight);
   const pixels = new Float32Array(n * n * 3);
   const base = (canvas.global && colorOf(vocab, canvas.global.HTML_web_color_name)) || [0, 0, 0];
@@ -47,7 +49,7 @@ export function sketchPixels(vocab, canvas) {
       for (let x = left; x < right; x += 1) {
         for (let c = 0; c < 3; c += 1) {
           const k = (y * n + x) * 3 + c;
-          pixels[k] = f(f(weight * color[c]) + f(rest * pixels[k]));
+          pixels[k] = f(weight * color[c] + f(rest * pixels[k]));
         }
       }
     }
