@@ -11,6 +11,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
@@ -234,7 +235,7 @@ class JobQueue:
             The durable events, then the previews, and the id of the last preview read
             (``previews_after`` when none came).
         """
-        streams = {constants.events_key(job_id): after}
+        streams: dict[KeyT, StreamIdT] = {constants.events_key(job_id): after}
         if previews_after is not None:
             streams[constants.previews_key(job_id)] = previews_after
         answer = cast(StreamReply, await self.redis.xread(streams, count=100, block=block_ms))
