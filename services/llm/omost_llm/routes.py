@@ -8,6 +8,7 @@ import uuid
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from omost_llm import route_docs
 from omost_llm.api_models import (
     AssistantMessage,
     CanvasRequest,
@@ -118,7 +119,7 @@ def _check_chat(body: ChatCompletionRequest, settings: Settings) -> None:
         )
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post("/v1/chat/completions", response_model=None, responses=route_docs.CHAT)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """OpenAI-compatible chat: the answer is an Omost canvas, its JSON in the ``omost`` field."""
     settings, composer = _settings(request), _composer(request)
@@ -178,7 +179,7 @@ async def _stream_chat(
     return ClosingStreamingResponse(events, media_type="text/event-stream")
 
 
-@router.post("/v1/canvases", response_model=None)
+@router.post("/v1/canvases", response_model=None, responses=route_docs.CANVASES)
 async def create_canvas(body: CanvasRequest, request: Request) -> Response:
     """Compose (or edit) one canvas and answer with JSON, no chat."""
     settings, composer = _settings(request), _composer(request)
@@ -207,7 +208,7 @@ async def create_canvas(body: CanvasRequest, request: Request) -> Response:
     return JSONResponse(dump(answer))
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=route_docs.MODELS)
 async def list_models(request: Request) -> JSONResponse:
     """The one model this service serves."""
     settings = _settings(request)
@@ -215,13 +216,13 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse(dump(cards))
 
 
-@router.get("/health")
+@router.get("/health", responses=route_docs.HEALTH)
 async def health() -> JSONResponse:
     """Liveness: the process answers."""
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/ready")
+@router.get("/ready", responses=route_docs.READY)
 async def ready(request: Request) -> JSONResponse:
     """Readiness: the backend is reachable and warmed up."""
     if not await _composer(request).backend.ready():
@@ -231,7 +232,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses=route_docs.METRICS)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     body = request.app.state.metrics.render()

@@ -10,16 +10,16 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from omost_schema import ErrorResponse
 from omost_schema.asgi_limits import BodySizeLimit
-from omost_schema.openapi_errors import error_responses
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from omost_renderer.api import route_docs
 from omost_renderer.api.images import router as images_router
 from omost_renderer.api.renders import router as renders_router
 from omost_renderer.api.state import ServiceState, get_state
@@ -48,22 +48,18 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health_router.get("/ready", responses=error_responses(BackendUnavailableError))
+@health_router.get("/ready", responses=route_docs.READY)
 async def ready(state: ServiceState = Depends(get_state)) -> ReadyResponse:  # noqa: B008
     """Readiness: Redis answers; failures the live workers report are listed (`degraded`)."""
     await state.redis.ping()
     return await readiness(state.redis)
 
 
-@health_router.get(
-    "/metrics",
-    response_class=PlainTextResponse,
-    responses=error_responses(BackendUnavailableError),
-)
+@health_router.get("/metrics", response_class=Response, responses=route_docs.METRICS)
 async def metrics(state: ServiceState = Depends(get_state)) -> Response:  # noqa: B008
     """Prometheus metrics of the queue and the workers (text exposition format)."""
     stats = await state.queue.stats()
-    return PlainTextResponse(render_metrics(stats), media_type="text/plain; version=0.0.4")
+    return Response(render_metrics(stats), media_type="text/plain; version=0.0.4")
 
 
 def _error_response(error: RendererError) -> JSONResponse:

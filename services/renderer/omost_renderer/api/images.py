@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from omost_renderer.api import route_docs
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import (
     ClientClosedError,
@@ -124,7 +125,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-@router.post("/generations")
+@router.post("/generations", responses=route_docs.IMAGES)
 async def generate_images(
     body: ImageGenerationRequest, request: Request, state: State
 ) -> ImagesResponse:

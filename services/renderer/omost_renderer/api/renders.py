@@ -15,6 +15,7 @@ from omost_schema import Canvas, CanvasCodeError, ErrorResponse, debug_png, pars
 from pydantic import model_validator
 from redis.exceptions import RedisError
 
+from omost_renderer.api import route_docs
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
 from omost_renderer.job_queue import JobEvent
@@ -99,7 +100,7 @@ async def _view(state: ServiceState, fields: dict[str, str]) -> JobView:
     return view
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=route_docs.SUBMIT)
 async def submit_render(
     body: RenderRequest,
     state: State,
@@ -126,13 +127,13 @@ async def submit_render(
     )
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=route_docs.JOB)
 async def get_render(job_id: str, state: State) -> JobView:
     """Status, progress, attempts, timestamps, error and result images of a job."""
     return await _view(state, await _load(state, job_id))
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/{job_id}/cancel", responses=route_docs.CANCEL)
 async def cancel_render(job_id: str, state: State) -> JobView:
     """Cancel a job: at once when queued, within one step when running."""
     outcome = await state.queue.cancel(job_id)
@@ -143,7 +144,7 @@ async def cancel_render(job_id: str, state: State) -> JobView:
     return await _view(state, await _load(state, job_id))
 
 
-@router.get("/{job_id}/images/{n}", response_class=Response)
+@router.get("/{job_id}/images/{n}", response_class=Response, responses=route_docs.IMAGE)
 async def get_image(job_id: str, n: int, state: State) -> Response:
     """Result image ``n`` as PNG."""
     fields = await _load(state, job_id)
@@ -156,7 +157,7 @@ async def get_image(job_id: str, n: int, state: State) -> Response:
     raise NotFoundError(f"render job {job_id!r} has no image {n}", param="n")
 
 
-@router.get("/{job_id}/sketch", response_class=Response)
+@router.get("/{job_id}/sketch", response_class=Response, responses=route_docs.SKETCH)
 async def get_sketch(job_id: str, state: State) -> Response:
     """The colour sketch of a live job's canvas, its boxes outlined and labelled (PNG).
 
@@ -172,7 +173,7 @@ async def get_sketch(job_id: str, state: State) -> Response:
     return Response(png, media_type="image/png")
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", response_class=StreamingResponse, responses=route_docs.EVENTS)
 async def render_events(
     job_id: str,
     request: Request,

@@ -30,6 +30,7 @@ from omost_schema import limits as schema_limits
 from omost_schema.conditions import SKETCH_COLOR_WEIGHT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from omost_renderer.api import route_docs
 from omost_renderer.rendering import RenderParams
 
 _NAME_FIELDS: dict[str, tuple[str, ...]] = {
@@ -208,7 +209,7 @@ def vocabulary_router() -> APIRouter:
         """The names, boxes, colours and limits of a canvas, from ``omost_schema``."""
         return vocabulary
 
-    @router.post("/v1/canvases/validate")
+    @router.post("/v1/canvases/validate", responses=route_docs.VALIDATE)
     async def post_validate(request: ValidateRequest) -> ValidateResponse:
         """Check a hand-edited canvas (JSON or code); answers 200 with errors when invalid."""
         return validate_canvas(request)

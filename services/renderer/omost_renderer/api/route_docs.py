@@ -1,0 +1,84 @@
+"""What each route of the renderer API answers, for its OpenAPI document.
+
+Each route's decorator takes its entry here as ``responses=``: the success body where the route
+answers a response object directly (JSON, PNG or an event stream), and every error it can answer,
+taken from the closed list in ``omost_renderer.errors`` so that each status carries the OpenAI
+envelope's schema. Invalid input answers 400 here (never FastAPI's default 422).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omost_schema.asgi_limits import TOO_LARGE_DOC
+from omost_schema.openapi_errors import error_responses
+
+from omost_renderer.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    IdempotencyKeyReusedError,
+    InvalidRequestError,
+    NotFoundError,
+    QueueFullError,
+    RenderFailedError,
+    RenderTimeoutError,
+    StoreFullError,
+    UpstreamError,
+)
+from omost_renderer.jobs import JobView
+
+Responses = dict[int | str, dict[str, Any]]
+
+_PNG = {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}
+_JOB_VIEW = {"model": JobView, "description": "The job: status, progress, attempts, images."}
+#: No such job, or Redis unreachable: on every route that reads a job.
+_READ = (NotFoundError, BackendUnavailableError)
+#: Redis unreachable or full (it refuses writes at `maxmemory`), on every route that writes.
+_WRITE = (BackendUnavailableError, StoreFullError)
+
+SUBMIT: Responses = {
+    202: {
+        **_JOB_VIEW,
+        "headers": {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}},
+    },
+    **error_responses(
+        InvalidRequestError, TOO_LARGE_DOC, IdempotencyKeyReusedError, QueueFullError, *_WRITE
+    ),
+}
+JOB: Responses = error_responses(*_READ)
+CANCEL: Responses = error_responses(*_READ, ConflictError, StoreFullError)
+IMAGE: Responses = {
+    200: {"description": "The result image as PNG.", "content": _PNG},
+    **error_responses(InvalidRequestError, *_READ),
+}
+SKETCH: Responses = {
+    200: {"description": "The colour sketch with its boxes labelled, as PNG.", "content": _PNG},
+    **error_responses(*_READ),
+}
+EVENTS: Responses = {
+    200: {
+        "description": "Server-Sent Events (`status`, `progress`), ending after the final status.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **error_responses(InvalidRequestError, *_READ),
+}
+IMAGES: Responses = error_responses(
+    InvalidRequestError,
+    TOO_LARGE_DOC,
+    RenderFailedError,
+    UpstreamError,
+    QueueFullError,
+    *_WRITE,
+    RenderTimeoutError,
+)
+VALIDATE: Responses = error_responses(InvalidRequestError, TOO_LARGE_DOC)
+READY: Responses = error_responses(BackendUnavailableError)
+#: With ``response_class=Response``: FastAPI would document an error under a plain-text route's
+#: own media type, so the text/plain success is declared here and the errors stay JSON.
+METRICS: Responses = {
+    200: {
+        "description": "Prometheus text exposition format.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    **error_responses(BackendUnavailableError),
+}
