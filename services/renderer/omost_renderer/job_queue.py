@@ -232,7 +232,8 @@ class JobQueue:
                 for no previews.
 
         Returns:
-            The durable events, then the previews, and the id of the last preview read
+            The previews (at most the latest few), then the durable events, so a preview never
+            comes after the final event; and the id of the last preview read
             (``previews_after`` when none came).
         """
         streams: dict[KeyT, StreamIdT] = {constants.events_key(job_id): after}
@@ -248,7 +249,7 @@ class JobQueue:
                 (previews if transient else durable).append(event)
                 if transient:
                     previews_after = entry_id
-        return durable + previews, previews_after
+        return previews + durable, previews_after
 
     async def stats(self) -> QueueStats:
         """Read the gauges and counters ``/metrics`` exports, in O(1) or O(log n) commands."""

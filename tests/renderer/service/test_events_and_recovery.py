@@ -68,6 +68,10 @@ def test_sse_delivers_progress_in_order_and_resumes(
         resumed = read_events(client, job_id, last_event_id=events[4]["id"])
         assert [e["id"] for e in resumed] == [e["id"] for e in events[5:]]
         assert read_events(client, job_id, last_event_id=events[-1]["id"]) == []
+        # A new connection to a job that just ended still starts with its latest preview.
+        again = read_events(client, job_id)
+        assert [e.get("id") for e in again] == [None, *[e["id"] for e in events]]
+        assert again[0]["data"]["step"] == 6
         bad = client.get(f"/v1/renders/{job_id}/events", headers={"Last-Event-ID": "x"})
         assert bad.status_code == 400
 
@@ -160,7 +164,8 @@ def test_sse_of_a_long_ended_job_sends_its_final_event_from_the_record(
         job_id = client.post("/v1/renders", json=body()).json()["id"]
         wait_for(lambda: client.get(f"/v1/renders/{job_id}").json()["status"] == "succeeded")
         everything = [e for e in read_events(client, job_id) if "id" in e]
-        redis_client.delete(constants.events_key(job_id))  # what EVENTS_LINGER_S later does
+        # What PREVIEW_TTL_S and EVENTS_LINGER_S do later: only the job's record is left.
+        redis_client.delete(constants.previews_key(job_id), constants.events_key(job_id))
         assert read_events(client, job_id) == [everything[-1]]
         assert read_events(client, job_id, last_event_id=everything[2]["id"]) == [everything[-1]]
         assert read_events(client, job_id, last_event_id=everything[-1]["id"]) == []

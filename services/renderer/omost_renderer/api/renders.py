@@ -185,20 +185,26 @@ async def render_events(
     if not _EVENT_ID.match(after):
         raise InvalidRequestError("Last-Event-ID must be an event id like 1700000000000-0")
     ended = JobStatus((await _load(state, job_id))["status"]).is_final
+    # A new connection starts with the job's latest preview, while one is kept (PREVIEW_TTL_S);
+    # resuming a job that has ended needs none.
+    previews_after = None if ended and last_event_id else "0-0"
     return StreamingResponse(
-        _event_stream(state, request, job_id, after, ended=ended),
+        _event_stream(state, request, job_id, after, previews_after, ended=ended),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _event_stream(
-    state: ServiceState, request: Request, job_id: str, after: str, *, ended: bool
+    state: ServiceState,
+    request: Request,
+    job_id: str,
+    after: str,
+    previews_after: str | None,
+    *,
+    ended: bool,
 ) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
-    # A new connection to a live job starts with its latest preview; one to a job that has
-    # ended gets none (a preview outlives its job by up to PREVIEW_TTL_S).
-    previews_after: str | None = "0-0"
     try:
         while not ended and not await request.is_disconnected():
             events, previews_after = await state.queue.events(
@@ -222,7 +228,7 @@ async def _event_stream(
                 if event.type == "status" and JobStatus(json.loads(event.data)["status"]).is_final:
                     return
         if ended:
-            async for line in _ending(state, job_id, after):
+            async for line in _ending(state, job_id, after, previews_after):
                 yield line
     except RedisError as error:
         envelope = ErrorResponse.build(
@@ -236,19 +242,23 @@ def _event_order(event_id: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence)
 
 
-async def _ending(state: ServiceState, job_id: str, after: str) -> AsyncIterator[str]:
+async def _ending(
+    state: ServiceState, job_id: str, after: str, previews_after: str | None
+) -> AsyncIterator[str]:
     """Send the rest of a job that has ended, always closing with its final event.
 
     The event stream lingers a minute after the end (``EVENTS_LINGER_S``); after that the final
     event, copied into the job hash with its id when the job ended, is all there is to send.
     """
     while True:
-        events, _ = await state.queue.events(job_id, after, None)
+        events, _ = await state.queue.events(job_id, after, None, previews_after=previews_after)
+        previews_after = None  # the latest preview, once, before the final event
         for event in events:
-            after = event.id
             yield _sse(event)
-        if not events:
+        durable = [event for event in events if not event.transient]
+        if not durable:
             break
+        after = durable[-1].id
     fields = await state.queue.get(job_id) or {}
     final_id = fields.get("final_event_id")
     if final_id and _event_order(final_id) > _event_order(after):
