@@ -10,15 +10,29 @@ from collections.abc import Sequence
 from typing import cast
 
 from omost_renderer.config import Settings
+from omost_renderer.errors import ConfigurationError
 from omost_renderer.rendering import CanvasRenderer
+
+#: Exit status of a worker started without a model (or with another unusable setting).
+EXIT_CONFIGURATION = 2
 
 
 def build_renderer(settings: Settings) -> CanvasRenderer:
-    """Load the pipeline the settings name, once: a factory, the tiny CPU pipeline, or a model."""
+    """Load the pipeline the settings name, once: a factory, the tiny CPU pipeline, or a model.
+
+    Raises:
+        ConfigurationError: Neither a model nor a factory is set. The random-weight ``tiny``
+            pipeline is only ever loaded when named, never as a fallback.
+    """
     if settings.factory:
         module_name, _, attribute = settings.factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attribute)
         return cast(CanvasRenderer, factory())
+    if settings.model is None:
+        raise ConfigurationError(
+            "no model: set OMOST_RENDERER_MODEL to a hub id, a folder or a .safetensors file"
+            " (or to `tiny` for the random-weight test pipeline), or OMOST_RENDERER_FACTORY"
+        )
     if settings.model == "tiny":
         tiny = importlib.import_module("omost_renderer.tiny")
         return cast(CanvasRenderer, tiny.build_tiny_renderer())
@@ -50,13 +64,17 @@ def _run_worker(settings: Settings, check: bool) -> int:
 
     if check:
         return 0 if check_health(settings) else 1
-    renderer = build_renderer(settings)
+    try:
+        renderer = build_renderer(settings)
+    except ConfigurationError as error:
+        print(f"omost-renderer worker: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     redis = connect(settings)
     try:
-        Worker(settings, renderer, redis, build_store(settings)).run()
+        # Non-zero when the device failed: the supervisor starts a fresh process.
+        return Worker(settings, renderer, redis, build_store(settings)).run()
     finally:
         redis.close()
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,9 +19,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OMOST_REDIS_URL", "redis_url"),
         description="Redis holding the job stream, job hashes and events.",
     )
-    model: str = Field(
-        default="tiny",
-        description="Pipeline to load: a hub id, a local folder, a .safetensors file, or `tiny`.",
+    model: str | None = Field(
+        default=None,
+        description="Pipeline to load: a hub id, a local folder, a .safetensors file, or `tiny`"
+        " (random weights, for tests and CPU demos). A worker needs it unless `factory` is set.",
     )
     single_file_config: str | None = Field(
         default=None,
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
     storage: Literal["file", "s3"] = Field(default="file", description="Where results are kept.")
     s3_bucket: str | None = Field(default=None, description="Bucket of the S3-compatible store.")
     s3_endpoint_url: str | None = Field(default=None, description="Endpoint of the S3 store.")
+    s3_prefix: str = Field(
+        default="omost-render/",
+        pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$",
+        description="Key prefix of the service's objects in the bucket; cleanup touches nothing"
+        " outside it.",
+    )
     s3_access_key_id: SecretStr | None = Field(default=None, description="S3 access key id.")
     s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
     preview_every: int = Field(
@@ -80,6 +87,25 @@ class Settings(BaseSettings):
     preview_size: int = Field(default=96, ge=16, le=512, description="Longest preview side.")
     block_ms: int = Field(
         default=1000, ge=10, description="How long a worker blocks reading the stream."
+    )
+    stall_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A render with no step for this long is stalled: its job is released and"
+        " retried elsewhere, and the worker exits if the render does not come back.",
+    )
+    deadline_base_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Per-job deadline: this many seconds plus `deadline_step_s` per step.",
+    )
+    deadline_step_s: float = Field(
+        default=30.0, gt=0, description="Seconds a job's deadline grants per denoising step."
+    )
+    cleanup_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Old results are deleted once per this interval, by one worker of the fleet.",
     )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, time to finish the job before releasing it."

@@ -1,7 +1,8 @@
 """The closed list of the renderer service's errors, each with its HTTP status and OpenAI type.
 
 Routes raise these; one handler in ``api.app`` turns them into the OpenAI error envelope. The
-worker-only errors (``JobCanceledError``, ``FencedOutError``, ``JobReleasedError``) stay inside.
+worker-only errors (``JobCanceledError``, ``FencedOutError``, ``JobReleasedError``,
+``ConfigurationError``) stay inside.
 """
 
 from __future__ import annotations
@@ -135,3 +136,7 @@ class FencedOutError(Exception):
 
 class JobReleasedError(Exception):
     """Raised from the step callback when the worker shuts down and hands the job back."""
+
+
+class ConfigurationError(Exception):
+    """A worker cannot start with its settings (no model named); it exits with a message."""

@@ -64,6 +64,15 @@ class _QueueCollector(Collector):
             "Jobs taken over from a worker that stopped heartbeating.",
             float(stats.counters.get("redeliveries", "0")),
         )
+        errors = CounterMetricFamily(
+            "omost_render_worker_errors",
+            "Background failures of the workers, by component (queue, storage, cleanup ...).",
+            labels=["component"],
+        )
+        for field, value in sorted(stats.counters.items()):
+            if field.startswith("errors:"):
+                errors.add_metric([field.removeprefix("errors:")], float(value))
+        yield errors
         yield _histogram(
             "wait",
             "Time from enqueue to the start of an attempt.",

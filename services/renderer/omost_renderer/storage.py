@@ -97,51 +97,66 @@ class FileResultStore:
 
 
 class S3ResultStore:
-    """Results in an S3-compatible bucket (``pip install omost-renderer[s3]``).
+    """Results in an S3-compatible bucket (``pip install omost-renderer[s3]``), under a prefix.
 
-    Expiry is best left to the bucket's lifecycle rules; ``cleanup`` also deletes old objects.
+    Every object of the service lives under ``prefix`` (``omost-render/<job>/<attempt>/<n>.png``),
+    and nothing here reads, lists or deletes outside it: the bucket may be shared. Expiry is best
+    left to the bucket's lifecycle rules (on that prefix); ``cleanup`` also deletes old objects.
     """
 
-    def __init__(self, client: Any, bucket: str) -> None:
-        """Use a boto3 S3 ``client`` and a ``bucket`` name."""
+    def __init__(self, client: Any, bucket: str, prefix: str = "omost-render/") -> None:
+        """Use a boto3 S3 ``client``, a ``bucket`` name and the service's key ``prefix``."""
+        if not prefix.strip("/"):
+            raise ValueError("the S3 key prefix must not be empty: cleanup would see the bucket")
         self.client = client
         self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/"
+
+    def _object_key(self, key: str) -> str:
+        return self.prefix + key
 
     def put(self, key: str, data: bytes) -> None:
         """Upload the object (a single PUT is atomic in S3)."""
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="image/png")
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._object_key(key), Body=data, ContentType="image/png"
+        )
 
     def get(self, key: str) -> bytes | None:
         """Download the object, or ``None`` when it does not exist."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            response = self.client.get_object(Bucket=self.bucket, Key=self._object_key(key))
         except self.client.exceptions.NoSuchKey:
             return None
         body: bytes = response["Body"].read()
         return body
 
-    def _keys(self, prefix: str) -> list[tuple[str, float]]:
-        keys: list[tuple[str, float]] = []
+    def _objects(self, prefix: str) -> list[tuple[str, float]]:
+        """Object keys under the service's prefix plus ``prefix``, with their modification time."""
+        objects: list[tuple[str, float]] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._object_key(prefix)):
             for item in page.get("Contents", []):
-                keys.append((item["Key"], item["LastModified"].timestamp()))
-        return keys
+                objects.append((item["Key"], item["LastModified"].timestamp()))
+        return objects
+
+    def _delete(self, object_keys: list[str]) -> None:
+        # One request per 1000 keys (the API's limit) rather than one per key.
+        for start in range(0, len(object_keys), 1000):
+            batch = [{"Key": key} for key in object_keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every object of the job (``<id>``) or attempt (``<id>/<attempt>``) ``prefix``."""
         # A bare string prefix would also match ``<id>/10`` for ``<id>/1``, or ``<id>x`` for
         # ``<id>``: like the file store's folders, a prefix covers whole path segments only.
-        for key, _ in self._keys(prefix.rstrip("/") + "/"):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+        self._delete([key for key, _ in self._objects(prefix.rstrip("/") + "/")])
 
     def cleanup(self, older_than_s: float) -> int:
-        """Delete objects older than ``older_than_s`` seconds; return how many jobs they held."""
+        """Delete the service's objects older than ``older_than_s`` s; return how many jobs."""
         cutoff = time.time() - older_than_s
-        old = [key for key, modified in self._keys("") if modified < cutoff]
-        for key in old:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        return len({key.split("/", 1)[0] for key in old})
+        old = [key for key, modified in self._objects("") if modified < cutoff]
+        self._delete(old)
+        return len({key.removeprefix(self.prefix).split("/", 1)[0] for key in old})
 
 
 def build_store(settings: Settings) -> ResultStore:
@@ -164,4 +179,4 @@ def build_store(settings: Settings) -> ResultStore:
             else None
         ),
     )
-    return S3ResultStore(client, settings.s3_bucket)
+    return S3ResultStore(client, settings.s3_bucket, settings.s3_prefix)

@@ -3,11 +3,14 @@
 A worker reads the job stream as one consumer of the group. While it runs a job, a heartbeat
 thread re-claims the job's entry (resetting its idle time) and refreshes the worker's health key;
 entries left idle longer than ``reclaim_after_s`` (a dead worker's) are taken over by any worker.
+The heartbeat follows the render's progress: a render with no step for ``stall_after_s``, or past
+its deadline, has its job released to another worker (see ``job_watch``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -16,10 +19,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from PIL import Image
-from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -28,17 +31,27 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from omost_renderer import constants
 from omost_renderer.config import Settings
 from omost_renderer.errors import FencedOutError, JobCanceledError, JobReleasedError
+from omost_renderer.job_failures import FailureKind, classify
+from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s
 from omost_renderer.jobs import ImageRecord, JobRequest, JobStatus
 from omost_renderer.rendering import CanvasRenderer, RenderedImage, StepCallback
 from omost_renderer.storage import ResultStore, image_key
+from omost_renderer.worker_health import BackgroundErrors
 from omost_renderer.worker_queue import Claim, StartedJob, WorkerQueue, ensure_group
 
 logger = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
-#: Errors that a retry cannot fix: the job is failed and dead-lettered at once.
-_PERMANENT = (ValueError, TypeError, ValidationError)
+#: Every failure of Redis itself: unreachable, or answering an error (full: ``OOM``, read-only).
+_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ResponseError)
 _MAX_BACKOFF_S = 5.0
+#: Exit status of a worker whose device is poisoned (its supervisor restarts it).
+EXIT_DEVICE_LOST = 3
+#: Exit status of a worker whose render hung and did not come back after its job was released.
+EXIT_RENDER_HUNG = 4
+#: Tries of storing one result image, with backoff (0.5 s doubling, at most 8 s between tries).
+STORE_TRIES = 6
+#: Longest wait between two cleanup tries after a failure.
+_MAX_CLEANUP_BACKOFF_S = 300.0
 
 
 def default_worker_name() -> str:
@@ -77,21 +90,36 @@ class Worker:
         store: ResultStore,
         *,
         name: str | None = None,
+        exit_process: Callable[[int], None] = os._exit,
     ) -> None:
-        """Prepare a worker; nothing runs until ``run``."""
+        """Prepare a worker; nothing runs until ``run``.
+
+        Args:
+            settings: The service settings.
+            renderer: The pipeline, loaded once.
+            redis: A synchronous client with ``decode_responses=True``.
+            store: Where result images go.
+            name: Consumer name; ``worker_name`` or ``<host>-<pid>`` when unset.
+            exit_process: Ends the process when a hung render cannot be stopped otherwise
+                (``os._exit``; tests that run workers in threads pass a recorder).
+        """
         self.settings = settings
         self.renderer = renderer
         self.store = store
         self.name = name or settings.worker_name or default_worker_name()
         self.queue = WorkerQueue(redis, settings, self.name)
+        self.errors = BackgroundErrors()
         self.jobs_done = 0
+        self.exit_code = 0
+        self._exit_process = exit_process
         self._stopping = threading.Event()
         self._exited = threading.Event()
         self._release_at: float | None = None
-        self._current: StartedJob | None = None
-        self._fenced = False
+        self._running: RunningJob | None = None
         self._started_at = time.time()
         self._next_reclaim = 0.0
+        self._next_cleanup = 0.0
+        self._cleanup_backoff = 0.0
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop taking jobs; finish the current one within ``grace_s``, else release it."""
@@ -106,44 +134,85 @@ class Worker:
         logger.info("worker %s got signal %d: stopping", self.name, signum)
         self.stop()
 
-    def run(self, *, install_signals: bool = True) -> None:
-        """Run jobs until ``stop`` (or SIGTERM/SIGINT when ``install_signals``)."""
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run jobs until ``stop`` (or SIGTERM/SIGINT when ``install_signals``).
+
+        Returns:
+            The process exit status: 0 after a stop, ``EXIT_DEVICE_LOST`` when the device failed.
+        """
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         beater = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beater.start()
         backoff = 0.1
-        next_cleanup = 0.0
         group_ready = False
         while not self._stopping.is_set():
             try:
                 if not group_ready:
                     ensure_group(self.queue.redis)
                     group_ready = True
-                if time.monotonic() >= next_cleanup:
-                    self.store.cleanup(self.settings.job_ttl_s)
-                    next_cleanup = time.monotonic() + max(60.0, self.settings.job_ttl_s / 10)
+                self._maybe_cleanup()
                 self.run_once()
+                self.errors.clear("queue")
                 backoff = 0.1
             except ResponseError as error:
-                if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
-                    raise
-                # Redis came back empty (no persistence) or was flushed: create the group again.
-                logger.warning("worker %s: consumer group missing; recreating it", self.name)
-                group_ready = False
-            except _REDIS_DOWN as error:
+                if str(error).startswith(("NOGROUP", "UNBLOCKED")):
+                    # Redis came back empty (no persistence) or was flushed: create the group.
+                    logger.warning("worker %s: consumer group missing; recreating it", self.name)
+                    group_ready = False
+                    continue
+                backoff = self._queue_failed(error, backoff)
+            except (RedisConnectionError, RedisTimeoutError) as error:
                 # Redis is down or restarting: keep trying; pending entries wait to be reclaimed.
-                logger.warning("worker %s: redis unavailable (%s); retrying", self.name, error)
                 group_ready = False
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                backoff = self._queue_failed(error, backoff)
         self._exited.set()
         beater.join(timeout=5.0)
         try:
             self.queue.clear_health()
-        except _REDIS_DOWN:
+        except _REDIS_ERRORS:
             logger.warning("worker %s: could not clear its health key", self.name)
+        return self.exit_code
+
+    def _queue_failed(self, error: Exception, backoff: float) -> float:
+        """Log and count a failed queue operation, wait, and return the next backoff."""
+        logger.warning("worker %s: redis failed (%s); retrying in %.1fs", self.name, error, backoff)
+        self.errors.record("queue", error)
+        self._stopping.wait(backoff)
+        return min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _maybe_cleanup(self) -> None:
+        """Delete old results once per cleanup interval across the fleet; never raises."""
+        now = time.monotonic()
+        if now < self._next_cleanup:
+            return
+        # Looking costs one SET NX; the lock makes one worker per interval do the work.
+        self._next_cleanup = now + min(60.0, self.settings.cleanup_interval_s)
+        try:
+            if not self.queue.take_cleanup_turn():
+                return
+            removed = self.store.cleanup(self.settings.job_ttl_s)
+        except Exception as error:
+            first = min(5.0, self.settings.cleanup_interval_s)
+            self._cleanup_backoff = min(
+                max(first, self._cleanup_backoff * 2), _MAX_CLEANUP_BACKOFF_S
+            )
+            self._next_cleanup = now + self._cleanup_backoff
+            logger.warning(
+                "worker %s: results cleanup failed (%s); retrying in %.0fs",
+                self.name,
+                error,
+                self._cleanup_backoff,
+            )
+            self.errors.record("cleanup", error)
+            with contextlib.suppress(*_REDIS_ERRORS):  # the lock expires by itself
+                self.queue.give_up_cleanup_turn()
+            return
+        self._cleanup_backoff = 0.0
+        self.errors.clear("cleanup")
+        if removed:
+            logger.info("worker %s: cleanup deleted the results of %d jobs", self.name, removed)
 
     def run_once(self) -> bool:
         """Claim and process at most one entry; return whether there was one."""
@@ -157,27 +226,87 @@ class Worker:
         claim = claim or self.queue.read_new(self.settings.block_ms)
         if claim is None:
             return False
+        if self._stopping.is_set():
+            # Stopped while waiting for the entry (a signal does not interrupt the blocking
+            # read): a stopping worker starts nothing, so the entry goes to the next worker.
+            self.queue.hand_back(claim)
+            logger.info("worker %s: stopping; handed back job %s", self.name, claim.job_id)
+            return False
         self._process(claim)
         return True
 
     def _heartbeat_loop(self) -> None:
         while not self._exited.wait(self.settings.heartbeat_interval_s):
-            self._beat()
+            try:
+                self._beat()
+                self.errors.clear("heartbeat")
+            except Exception as error:
+                # The heartbeat thread must outlive any failure: a dead heartbeat would let the
+                # running job be reclaimed and the worker look alive to nobody.
+                logger.warning("worker %s: heartbeat failed (%s)", self.name, error)
+                self.errors.record("heartbeat", error)
 
     def _beat(self) -> None:
-        current = self._current
+        """Refresh the running job's claim (or release it when stalled) and the health key."""
+        running = self._running
+        if running is not None:
+            self._watch(running)
+        counts = self.errors.take_unreported()
+        info = {
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "jobs_done": self.jobs_done,
+            "job": running.job.claim.job_id if running else None,
+            "errors": self.errors.snapshot(),
+        }
         try:
-            if current is not None and not self.queue.heartbeat(current):
-                self._fenced = True
-            info = {
-                "pid": os.getpid(),
-                "started_at": self._started_at,
-                "jobs_done": self.jobs_done,
-                "job": current.claim.job_id if current else None,
-            }
+            self.queue.count_errors(counts)
             self.queue.beat_health(info)
-        except _REDIS_DOWN as error:
-            logger.warning("worker %s: heartbeat failed (%s)", self.name, error)
+        except BaseException:
+            self.errors.give_back(counts)
+            raise
+
+    def _watch(self, running: RunningJob) -> None:
+        """One heartbeat of a running job: refresh its claim, or release it if it stalled."""
+        verdict = running.verdict(time.monotonic(), self.settings.stall_after_s)
+        if verdict is WatchVerdict.HUNG:
+            logger.critical(
+                "worker %s: the render of job %s did not come back %.0fs after its release;"
+                " exiting",
+                self.name,
+                running.job.claim.job_id,
+                self.settings.stall_after_s,
+            )
+            try:
+                self.queue.clear_health()
+            finally:
+                self._exit_process(EXIT_RENDER_HUNG)
+            return
+        if verdict in (WatchVerdict.STALLED, WatchVerdict.PAST_DEADLINE):
+            running.abandon(time.monotonic())
+            self._release_stalled(running, verdict)
+            return
+        if verdict is WatchVerdict.RELEASED or running.fenced.is_set():
+            return
+        if not self.queue.heartbeat(running.job):
+            # Fenced for this job only: a later job of this worker has its own record.
+            running.fenced.set()
+
+    def _release_stalled(self, running: RunningJob, verdict: WatchVerdict) -> None:
+        """Give a stalled job to another worker (its attempt counts) or fail it when spent."""
+        job = running.job
+        reason = "stalled" if verdict is WatchVerdict.STALLED else "deadline_exceeded"
+        message = (
+            f"no step for {self.settings.stall_after_s:.0f}s"
+            if verdict is WatchVerdict.STALLED
+            else f"past the job's deadline of {running.deadline_s:.0f}s"
+        )
+        logger.error("worker %s: job %s %s; releasing it", self.name, job.claim.job_id, message)
+        self.errors.record("render", f"job {job.claim.job_id}: {message}")
+        if job.attempt < int(self.settings.max_attempts):
+            self.queue.requeue(job, refund=False, error_code=reason, message=message)
+        else:
+            self._fail(job, reason, message)
 
     def _process(self, claim: Claim) -> None:
         job = self.queue.start(claim)
@@ -185,23 +314,41 @@ class Worker:
             return
         started = time.time()
         self.queue.observe("wait", constants.WAIT_BUCKETS_S, max(0.0, started - job.enqueued_at))
-        self._fenced = False
-        self._current = job
-        self._beat()
+        running = RunningJob(job, time.monotonic(), deadline_s=self.settings.deadline_base_s)
+        self._running = running
         try:
-            self._run(job)
+            self._beat_once()
+            self._run(running)
         finally:
-            self._current = None
+            self._running = None
             self.jobs_done += 1
         self.queue.observe("run", constants.RUN_BUCKETS_S, time.time() - started)
 
-    def _run(self, job: StartedJob) -> None:
+    def _beat_once(self) -> None:
+        try:
+            self._beat()
+        except _REDIS_ERRORS as error:
+            logger.warning("worker %s: heartbeat failed (%s)", self.name, error)
+            self.errors.record("heartbeat", error)
+
+    def _run(self, running: RunningJob) -> None:
+        job = running.job
         job_id = job.claim.job_id
         try:
             request = JobRequest.model_validate_json(job.request_json)
-            images = self.renderer.render(request.canvas, request.params, self._on_step(job))
-            self._succeed(job, images)
-        except _REDIS_DOWN:
+            running.deadline_s = job_deadline_s(request.params, self.settings)
+            running.stepped(time.monotonic())
+            running.rendering = True
+            try:
+                images = self.renderer.render(
+                    request.canvas, request.params, self._on_step(running)
+                )
+            finally:
+                running.rendering = False
+            if running.fenced.is_set():
+                raise FencedOutError(job_id)
+            self._succeed(running, images)
+        except _REDIS_ERRORS:
             raise  # the entry stays pending and is reclaimed once Redis is back
         except JobCanceledError:
             self.queue.finish(job, JobStatus.CANCELED, {})
@@ -211,13 +358,37 @@ class Worker:
             )
         except JobReleasedError:
             self.queue.requeue(job, refund=True, error_code="", message="")
-        except _PERMANENT as error:
-            logger.warning("job %s failed permanently: %s", job_id, error)
-            self._fail(job, "invalid_job", str(error))
         except Exception as error:
-            # A crash of the pipeline may be transient (out of memory, a driver hiccup): retry.
-            logger.exception("job %s attempt %d failed", job_id, job.attempt)
-            message = f"{type(error).__name__}: {error}"
+            self._render_failed(job, error)
+
+    def _render_failed(self, job: StartedJob, error: Exception) -> None:
+        """Decide from the kind of failure what happens to the job and to this worker."""
+        job_id = job.claim.job_id
+        message = f"{type(error).__name__}: {error}"
+        kind = classify(error)
+        if kind is FailureKind.POISONED_DEVICE:
+            logger.critical(
+                "worker %s: device poisoned by %s; releasing job %s", self.name, message, job_id
+            )
+            self.errors.record("device", error)
+            # Stop first: whatever happens to the job below, this process takes no other.
+            self.exit_code = EXIT_DEVICE_LOST
+            self.stop(grace_s=0)
+            if self.queue.count_device_release(job) > int(self.settings.max_attempts):
+                # The same job poisoned every device it met: the job, not the device, is at fault.
+                self._fail(job, "device_error", message)
+            else:
+                self.queue.requeue(job, refund=True, error_code="device_error", message=message)
+        elif kind is FailureKind.OUT_OF_MEMORY:
+            logger.warning("job %s ran out of memory: %s", job_id, message)
+            self._fail(job, "out_of_memory", message)
+        elif kind is FailureKind.INVALID_JOB:
+            logger.warning("job %s failed permanently: %s", job_id, message)
+            self._fail(job, "invalid_job", str(error))
+        else:
+            logger.error(
+                "job %s attempt %d failed: %s", job_id, job.attempt, message, exc_info=error
+            )
             if job.attempt < int(self.settings.max_attempts):
                 self.queue.requeue(job, refund=False, error_code="render_error", message=message)
             else:
@@ -227,21 +398,50 @@ class Worker:
         fields = {"error_code": code, "error_message": message[:2000]}
         self.queue.finish(job, JobStatus.FAILED, fields, dead_letter=True)
 
-    def _succeed(self, job: StartedJob, images: list[RenderedImage]) -> None:
+    def _succeed(self, running: RunningJob, images: list[RenderedImage]) -> None:
+        job = running.job
         job_id = job.claim.job_id
         records: list[dict[str, object]] = []
         for n, rendered in enumerate(images):
             buffer = io.BytesIO()
             rendered.image.save(buffer, format="PNG")
             key = image_key(job_id, job.attempt, n)
-            self.store.put(key, buffer.getvalue())
+            self._store(running, key, buffer.getvalue())
             records.append(ImageRecord(n=n, seed=rendered.seed, key=key).model_dump())
         fields = {"images": json.dumps(records), "error_code": "", "error_message": ""}
         if not self.queue.finish(job, JobStatus.SUCCEEDED, fields):
             # A newer attempt owns the job: its result is the only one that may exist.
-            self.store.delete_prefix(f"{job_id}/{job.attempt}")
+            self._discard(f"{job_id}/{job.attempt}")
 
-    def _on_step(self, job: StartedJob) -> StepCallback:
+    def _store(self, running: RunningJob, key: str, data: bytes) -> None:
+        """Store one image, retrying with backoff; the job stays claimed meanwhile."""
+        delay = 0.5
+        for attempt in range(1, STORE_TRIES + 1):
+            if running.fenced.is_set():
+                raise FencedOutError(running.job.claim.job_id)
+            try:
+                self.store.put(key, data)
+            except Exception as error:
+                logger.warning("worker %s: storing %s failed (%s)", self.name, key, error)
+                self.errors.record("storage", error)
+                if attempt == STORE_TRIES:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            else:
+                self.errors.clear("storage")
+                return
+
+    def _discard(self, prefix: str) -> None:
+        try:
+            self.store.delete_prefix(prefix)
+        except Exception as error:
+            # Left behind, the files are removed by the cleanup with the job's other results.
+            logger.warning("worker %s: could not delete %s (%s)", self.name, prefix, error)
+            self.errors.record("storage", error)
+
+    def _on_step(self, running: RunningJob) -> StepCallback:
+        job = running.job
         every = self.settings.preview_every
         # The pipeline decides when a preview is worth computing; this only thins them out so
         # that events carry at most one preview per ``every`` steps (and always the last one).
@@ -249,7 +449,8 @@ class Worker:
 
         def on_step(step: int, total: int, preview: Image.Image | None) -> None:
             nonlocal last_preview
-            if self._fenced:
+            running.stepped(time.monotonic())
+            if running.fenced.is_set():
                 raise FencedOutError(job.claim.job_id)
             if self._release_at is not None and time.monotonic() >= self._release_at:
                 raise JobReleasedError(job.claim.job_id)
@@ -273,7 +474,7 @@ def check_health(settings: Settings) -> bool:
         if settings.worker_name:
             return bool(redis.exists(constants.worker_health_key(settings.worker_name)))
         return any(True for _ in redis.scan_iter(match=f"{constants.WORKER_HEALTH_KEY_PREFIX}*"))
-    except _REDIS_DOWN:
+    except _REDIS_ERRORS:
         return False
     finally:
         redis.close()

@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
 from omost_renderer.jobs import JobStatus
+from omost_renderer.worker_health import error_counter_field
 
 #: A stream read as redis-py answers it: ``[(stream, [(entry id, fields), ...]), ...]``.
 StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
@@ -62,23 +63,49 @@ class WorkerQueue:
         self._requeue = redis.register_script(queue_scripts.REQUEUE)
 
     def reclaim(self) -> Claim | None:
-        """Take over one entry that has been idle longer than the reclaim time (a dead worker's)."""
+        """Take over one entry idle longer than the reclaim time (a dead or stopping worker's).
+
+        The whole pending list is scanned with XAUTOCLAIM's cursor: one call looks at no more
+        than ten entries per entry it may claim, so a dead worker's entry behind ten live ones
+        would never be found by a scan that always restarted at the head.
+        """
         min_idle_ms = int(self.settings.reclaim_after_s * 1000)
-        answer = self.redis.xautoclaim(
+        cursor = "0-0"
+        while True:
+            answer = self.redis.xautoclaim(
+                constants.STREAM_KEY,
+                constants.GROUP_NAME,
+                self.consumer,
+                min_idle_time=min_idle_ms,
+                start_id=cursor,
+                count=1,
+            )
+            # XAUTOCLAIM answers [next start, claimed entries, deleted ids]; deleted ids (entries
+            # of jobs canceled while queued) are dropped from the pending list by Redis itself.
+            for entry_id, fields in answer[1]:
+                if fields:
+                    return Claim(entry_id=entry_id, job_id=fields["job"])
+                self.redis.xack(constants.STREAM_KEY, constants.GROUP_NAME, entry_id)
+            cursor = str(answer[0])
+            if cursor == "0-0":
+                return None
+
+    def hand_back(self, claim: Claim) -> None:
+        """Give an entry this worker read but will not start to the next worker that reclaims.
+
+        The entry stays in the pending list (its job is still queued, in its place); marking it
+        idle for longer than the reclaim time lets any worker's next reclaim take it at once.
+        """
+        idle_ms = int(self.settings.reclaim_after_s * 1000) + 1000
+        self.redis.xclaim(
             constants.STREAM_KEY,
             constants.GROUP_NAME,
             self.consumer,
-            min_idle_time=min_idle_ms,
-            start_id="0-0",
-            count=1,
+            0,
+            [claim.entry_id],
+            idle=idle_ms,
+            justid=True,
         )
-        # XAUTOCLAIM answers [next start, claimed entries, deleted ids]; deleted ids (entries of
-        # jobs canceled while queued) are dropped from the pending list by Redis itself.
-        for entry_id, fields in answer[1]:
-            if fields:
-                return Claim(entry_id=entry_id, job_id=fields["job"])
-            self.redis.xack(constants.STREAM_KEY, constants.GROUP_NAME, entry_id)
-        return None
 
     def read_new(self, block_ms: int) -> Claim | None:
         """Read the next never-delivered entry, waiting up to ``block_ms``."""
@@ -206,6 +233,29 @@ class WorkerQueue:
             ],
         )
         return bool(entry)
+
+    def count_device_release(self, job: StartedJob) -> int:
+        """Count one more release of the job for a poisoned device; return the count so far."""
+        return int(self.redis.hincrby(constants.job_key(job.claim.job_id), "device_releases", 1))
+
+    def take_cleanup_turn(self) -> bool:
+        """Whether this worker runs the results cleanup now (one worker per cleanup interval)."""
+        ttl_ms = max(1, int(self.settings.cleanup_interval_s * 1000))
+        return bool(self.redis.set(constants.CLEANUP_LOCK_KEY, self.consumer, nx=True, px=ttl_ms))
+
+    def give_up_cleanup_turn(self) -> None:
+        """Let the next worker (or this one, after its backoff) retry a cleanup that failed."""
+        if self.redis.get(constants.CLEANUP_LOCK_KEY) == self.consumer:
+            self.redis.delete(constants.CLEANUP_LOCK_KEY)
+
+    def count_errors(self, counts: Mapping[str, int]) -> None:
+        """Add background failures, by component, to the metrics hash."""
+        if not counts:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for component, count in counts.items():
+                pipe.hincrby(constants.METRICS_KEY, error_counter_field(component), count)
+            pipe.execute()
 
     def beat_health(self, info: Mapping[str, object]) -> None:
         """Refresh this worker's health key (it expires after a few missed heartbeats)."""

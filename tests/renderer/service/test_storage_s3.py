@@ -26,6 +26,7 @@ moto_server = pytest.importorskip("moto.server")
 BUCKET = "omost-results"
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
+PREFIX = "omost-render/"
 
 
 def _free_port() -> int:
@@ -86,9 +87,16 @@ def store(s3_client: Any, s3_endpoint: str) -> ResultStore:
     return build_store(Settings.model_validate(_s3_settings(s3_endpoint)))
 
 
-def _keys(s3_client: Any) -> list[str]:
+def _all_keys(s3_client: Any) -> list[str]:
     contents = s3_client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     return sorted(item["Key"] for item in contents)
+
+
+def _keys(s3_client: Any) -> list[str]:
+    """The service's keys (under its prefix), without the prefix; nothing else may exist."""
+    keys = _all_keys(s3_client)
+    assert all(key.startswith(PREFIX) for key in keys), keys
+    return [key.removeprefix(PREFIX) for key in keys]
 
 
 def test_build_store_gives_an_s3_store(store: ResultStore) -> None:
@@ -107,7 +115,7 @@ def test_put_get_round_trip(store: ResultStore, s3_client: Any) -> None:
     store.put(key, data)
     assert store.get(key) == data
     assert _keys(s3_client) == ["job/1/0.png"]
-    head = s3_client.head_object(Bucket=BUCKET, Key=key)
+    head = s3_client.head_object(Bucket=BUCKET, Key=PREFIX + key)
     assert head["ContentType"] == "image/png"
     store.put(key, b"replaced")
     assert store.get(key) == b"replaced"
@@ -153,6 +161,32 @@ def test_cleanup_removes_old_results(store: ResultStore, s3_client: Any) -> None
     assert store.cleanup(older_than_s=-3600) == 2  # two jobs went
     assert _keys(s3_client) == []
     assert store.get("a/1/0.png") is None
+
+
+def test_cleanup_touches_only_the_service_prefix(store: ResultStore, s3_client: Any) -> None:
+    # A shared bucket: another application's objects, and loose ones at the root, are not ours
+    # however old they are.
+    foreign = ["other-app/report.pdf", "a/1/0.png", "omost-render-other/x/1/0.png"]
+    for key in foreign:
+        s3_client.put_object(Bucket=BUCKET, Key=key, Body=b"not ours")
+    store.put("a/1/0.png", b"ours")
+    store.delete_prefix("a")
+    assert _all_keys(s3_client) == sorted(foreign)
+    store.put("b/1/0.png", b"ours")
+    assert store.cleanup(older_than_s=-3600) == 1
+    assert _all_keys(s3_client) == sorted(foreign)
+    assert store.get("other-app/report.pdf") is None  # reads stay under the prefix too
+
+
+def test_s3_prefix_is_a_setting(s3_client: Any, s3_endpoint: str) -> None:
+    values = {**_s3_settings(s3_endpoint), "s3_prefix": "team/renders"}
+    custom = build_store(Settings.model_validate(values))
+    custom.put("job/1/0.png", b"x")
+    assert _all_keys(s3_client) == ["team/renders/job/1/0.png"]
+    with pytest.raises(ValueError, match="s3_prefix"):
+        Settings.model_validate({**values, "s3_prefix": ""})
+    with pytest.raises(ValueError, match="empty"):
+        S3ResultStore(s3_client, BUCKET, "/")
 
 
 @pytest.mark.redis
