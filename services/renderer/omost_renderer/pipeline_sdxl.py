@@ -28,7 +28,7 @@ from omost_renderer.attention_processor import RegionalContext, regional_attenti
 from omost_renderer.cfg_batch import GuidanceBatch, single_context, stack_for_guidance
 from omost_renderer.encoding import EncodedPrompt, TextEncoders, encode_plain, encode_regions
 from omost_renderer.preview import latent_preview
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback, hires_size
 from omost_renderer.sampling import (
     omost_sigmas,
     sample_dpmpp_2m,
@@ -64,7 +64,8 @@ def hires_pass_size(width: int, height: int, scale: float) -> tuple[int, int] | 
     """
     if not scale > HIRES_MIN_SCALE:
         return None
-    return int(round(width * scale / 64.0) * 64), int(round(height * scale / 64.0) * 64)
+    # The size rule is the one the request budget counts with.
+    return hires_size(width, height, scale)
 
 
 @dataclass(frozen=True)
