@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     canceled_ttl_s: int = Field(
         default=3600,
         ge=1,
-        description="How long a job canceled while queued is kept (its record only, no request).",
+        description="How long a canceled job is kept (its record only, no request).",
     )
     idempotency_ttl_s: int = Field(
         default=24 * 3600, ge=1, description="How long an `Idempotency-Key` maps to its job."

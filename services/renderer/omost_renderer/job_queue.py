@@ -192,7 +192,7 @@ class JobQueue:
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: at once when queued, at the next step when running.
 
-        A job canceled while queued is kept ``canceled_ttl_s``, without its request.
+        A canceled job is kept ``canceled_ttl_s``, without its request.
 
         Returns:
             ``missing``, ``canceled``, ``requested``, or the job's final status.

@@ -7,7 +7,8 @@ worker that lost its job (it stalled and another worker reclaimed it) can no lon
 
 Every entry of the job stream carries ``seq``, its logical number in the stream (Redis's own
 ``entries-added`` counter), which makes a queue position a subtraction instead of a range scan.
-A job that ends keeps a small record (see ``settle``): its request is dropped from the hash, its
+A job that ends keeps a small record (see ``settle``), for ``job_ttl_s`` or, when canceled,
+``canceled_ttl_s``: its request is dropped from the hash, its
 final event is copied into the hash, and its event stream (at least 4 kB, whatever it holds)
 lingers only ``EVENTS_LINGER_S`` for clients still following it.
 
@@ -25,6 +26,8 @@ local function ack_del(stream, group, entry)
   redis.call('XDEL', stream, entry)
 end
 local function settle(job, events, ttl)
+  local state = redis.call('HMGET', job, 'status', 'canceled_ttl')
+  if state[1] == 'canceled' and state[2] then ttl = state[2] end
   local last = redis.call('XREVRANGE', events, '+', '-', 'COUNT', 1)[1]
   if last then
     local fields = {}
@@ -260,7 +263,8 @@ if status == 'queued' then
   return 'canceled'
 end
 if status == 'running' then
-  redis.call('HSET', KEYS[2], 'cancel', '1')
+  -- The worker ends the job at its next step; the shorter TTL of a canceled job is kept for it.
+  redis.call('HSET', KEYS[2], 'cancel', '1', 'canceled_ttl', ARGV[2])
   return 'requested'
 end
 return status

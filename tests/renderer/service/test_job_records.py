@@ -205,3 +205,23 @@ def test_metrics_count_workers_without_scanning_the_keyspace(
     assert "cmdstat_scan" not in redis_client.info("commandstats")
     first.stop()
     wait_for(lambda: "omost_render_workers 1.0" in client.get("/metrics").text)
+
+
+def test_a_job_canceled_while_running_is_kept_the_canceled_ttl(
+    redis_url: str,
+    tmp_path: object,
+    start_worker: Callable[..., WorkerThread],
+    redis_client: Redis,
+) -> None:
+    settings = make_settings(redis_url, tmp_path / "r", canceled_ttl_s=120)  # type: ignore[operator]
+    renderer = HeldRenderer(hold_at=2)
+    start_worker(renderer, settings)
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/renders", json=body()).json()["id"]
+        assert renderer.holding.wait(60)
+        assert client.post(f"/v1/renders/{job_id}/cancel").json()["status"] == "running"
+        renderer.release.set()
+        wait_for(lambda: client.get(f"/v1/renders/{job_id}").json()["status"] == "canceled")
+    key = constants.job_key(job_id)
+    assert redis_client.hget(key, "request") is None
+    assert 0 < redis_client.ttl(key) <= 120
