@@ -1,12 +1,18 @@
-"""The renderer API on a real uvicorn server in a test thread, for tests about connections."""
+"""Real servers in test threads, for tests about connections: the renderer API on uvicorn, and
+an LLM service that never answers and records when its client hangs up."""
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import uvicorn
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
@@ -33,3 +39,56 @@ def serve_api(settings: Settings, start_timeout_s: float = 60) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@dataclass
+class HangingLLM:
+    """What the hanging LLM saw: a request came in; its client closed the connection."""
+
+    url: str
+    entered: threading.Event = field(default_factory=threading.Event)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def hanging_llm() -> Iterator[HangingLLM]:
+    """Serve an LLM service whose every POST waits, answering nothing, until its client leaves."""
+    seen = HangingLLM(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            seen.entered.set()
+            self.connection.settimeout(60)
+            try:
+                gone = self.connection.recv(1) == b""
+            except OSError:
+                gone = True
+            if gone:
+                seen.closed.set()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    seen.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def post_and_hold(url: str, path: str, payload: dict[str, object]) -> socket.socket:
+    """Send a POST on a raw connection and keep the connection open without reading."""
+    address = httpx.URL(url)
+    sock = socket.create_connection((address.host, address.port or 80), timeout=30)
+    data = json.dumps(payload).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock

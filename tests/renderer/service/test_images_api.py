@@ -2,18 +2,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
-from live_server import serve_api
+from live_server import hanging_llm, post_and_hold, serve_api
 from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
@@ -132,24 +127,11 @@ def test_empty_global_description_falls_back_to_the_prompt(
     assert result.data[0].revised_prompt == "a quiet harbour"
 
 
-def post_and_hold(url: str, payload: dict[str, object]) -> socket.socket:
-    """Send an Images API request on a raw connection and keep it open without reading."""
-    address = httpx.URL(url)
-    sock = socket.create_connection((address.host, address.port or 80), timeout=30)
-    data = json.dumps(payload).encode()
-    head = (
-        f"POST /v1/images/generations HTTP/1.1\r\nHost: {address.host}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + data)
-    return sock
-
-
 def test_client_leaving_mid_render_cancels_its_job(
     images_settings: Settings, redis_client: Redis
 ) -> None:
     with serve_api(images_settings) as url:
-        sock = post_and_hold(url, {"prompt": "a lighthouse", "size": "64x64"})
+        sock = post_and_hold(url, "/v1/images/generations", {"prompt": "a lighthouse"})
         # No worker runs: the job waits in the queue while the client waits for the answer.
         wait_for(lambda: redis_client.xlen(constants.STREAM_KEY) == 1, what="the render job")
         job_id = redis_client.xrange(constants.STREAM_KEY)[0][1]["job"]
@@ -162,45 +144,14 @@ def test_client_leaving_mid_render_cancels_its_job(
         assert redis_client.xlen(constants.STREAM_KEY) == 0
 
 
-class HangingLLMHandler(BaseHTTPRequestHandler):
-    """Answers nothing: waits until its client closes the connection, and records that."""
-
-    entered = threading.Event()
-    closed = threading.Event()
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).entered.set()
-        self.connection.settimeout(60)
-        try:
-            if self.connection.recv(1) == b"":
-                type(self).closed.set()
-        except OSError:
-            type(self).closed.set()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_client_leaving_during_the_llm_call_closes_it_and_queues_nothing(
     redis_url: str, tmp_path: Path, redis_client: Redis
 ) -> None:
-    handler = type(
-        "Handler", (HangingLLMHandler,), {"entered": threading.Event(), "closed": threading.Event()}
-    )
-    llm = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=llm.serve_forever, daemon=True)
-    thread.start()
-    try:
-        settings = make_settings(
-            redis_url, tmp_path / "results", llm_url=f"http://127.0.0.1:{llm.server_port}"
-        )
+    with hanging_llm() as llm:
+        settings = make_settings(redis_url, tmp_path / "results", llm_url=llm.url)
         with serve_api(settings) as url:
-            sock = post_and_hold(url, {"prompt": "a lighthouse", "size": "64x64"})
-            assert handler.entered.wait(30)
+            sock = post_and_hold(url, "/v1/images/generations", {"prompt": "a lighthouse"})
+            assert llm.entered.wait(30)
             sock.close()
-            assert handler.closed.wait(30), "the LLM call was not closed"
-        assert redis_client.xlen(constants.STREAM_KEY) == 0
-    finally:
-        llm.shutdown()
-        llm.server_close()
+            assert llm.closed.wait(30), "the LLM call was not closed"
+    assert redis_client.xlen(constants.STREAM_KEY) == 0

@@ -14,7 +14,6 @@ import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from live_server import serve_api
 from omost_renderer import constants
-from omost_renderer.config import Settings
 from omost_renderer.jobs import JobRequest
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from omost_renderer.api import route_docs
+from omost_renderer.api.disconnect import unless_disconnected
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import (
     ClientClosedError,
@@ -118,14 +118,7 @@ async def _wait(state: ServiceState, job_id: str) -> dict[str, str]:
     raise RenderTimeoutError(f"render {job_id} did not finish in time; it was canceled")
 
 
-async def _disconnected(request: Request) -> None:
-    """Return once the client has closed its connection."""
-    # The body was read before the route ran: the next message is the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-@router.post("/generations", responses=route_docs.IMAGES)
+@router.post("/generations")
 async def generate_images(
     body: ImageGenerationRequest, request: Request, state: State
 ) -> ImagesResponse:
@@ -134,30 +127,16 @@ async def generate_images(
     If the client disconnects first, the LLM call is closed and the render job canceled.
     """
     width, height = _parse_size(body.size)
-    _check_budget(width, height, body.n, state.settings.images_steps)
     jobs: list[str] = []
-    answer: ImagesResponse | None = None
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
-
-        async def watch() -> None:
-            await _disconnected(request)
-            group.cancel_scope.cancel()  # stops the LLM call or the wait for the render
-
-        group.start_soon(watch)
-        try:
-            answer = await _generate(body, request, state, width, height, jobs)
-        except Exception as error:  # raised below, unwrapped from the task group's group
-            failure = error
-        group.cancel_scope.cancel()  # done: stop watching
-    if failure is not None:
-        raise failure
-    if answer is not None:
-        return answer
-    for job_id in jobs:
-        outcome = await state.queue.cancel(job_id)
-        logger.info("images request left before render %s ended: cancel %s", job_id, outcome)
-    raise ClientClosedError("the client closed the connection; the render was canceled")
+    try:
+        return await unless_disconnected(
+            request, lambda: _generate(body, request, state, width, height, jobs)
+        )
+    except ClientClosedError:
+        for job_id in jobs:
+            outcome = await state.queue.cancel(job_id)
+            logger.info("images request left before render %s ended: cancel %s", job_id, outcome)
+        raise
 
 
 async def _generate(
@@ -173,8 +152,9 @@ async def _generate(
     params = RenderParams(
         width=width, height=height, num_images=body.n, steps=state.settings.images_steps
     )
-    submission = await state.queue.submit(JobRequest(canvas=canvas, params=params))
-    jobs.append(submission.job_id)
+    with anyio.CancelScope(shield=True):  # a job once queued is always known, to be canceled
+        submission = await state.queue.submit(JobRequest(canvas=canvas, params=params))
+        jobs.append(submission.job_id)
     fields = await _wait(state, submission.job_id)
     if fields["status"] != JobStatus.SUCCEEDED:
         message = fields.get("error_message") or f"render {fields['status']}"

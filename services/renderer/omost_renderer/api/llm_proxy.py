@@ -3,7 +3,8 @@
 The page chats through ``/llm/...`` on the renderer API instead of calling the LLM service
 directly: no CORS, one address to expose. Only the LLM service's public routes are forwarded,
 bodies and streams are passed through untouched, and a client that goes away closes the upstream
-request, which cancels the generation.
+request, which cancels the generation: while the answer streams, and also while a non-streamed
+answer is still being made (nothing has been sent back yet).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from omost_schema import ErrorResponse
 
-from omost_renderer.errors import InvalidRequestError, UpstreamError
+from omost_renderer.api.disconnect import unless_disconnected
+from omost_renderer.errors import ClientClosedError, InvalidRequestError, UpstreamError
 
 #: The LLM service's routes the page may use, with their methods.
 _FORWARDED: dict[str, str] = {
@@ -51,6 +53,7 @@ class LLMProxy:
         Raises:
             InvalidRequestError: If the request body is larger than the proxy buffers.
             UpstreamError: If the LLM service cannot be reached.
+            ClientClosedError: If the client left before the LLM service answered.
         """
         body = await _read_body(request)
         headers = {"accept": request.headers.get("accept", "*/*")}
@@ -59,7 +62,12 @@ class LLMProxy:
         client = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout)
         outgoing = client.build_request(request.method, f"/{path}", content=body, headers=headers)
         try:
-            upstream = await client.send(outgoing, stream=True)
+            upstream = await unless_disconnected(
+                request, lambda: client.send(outgoing, stream=True)
+            )
+        except ClientClosedError:
+            await client.aclose()
+            raise
         except httpx.HTTPError as exc:
             await client.aclose()
             raise UpstreamError(
