@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from omost_renderer.api import route_docs
 from omost_renderer.api.disconnect import unless_disconnected
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import (
@@ -118,7 +119,7 @@ async def _wait(state: ServiceState, job_id: str) -> dict[str, str]:
     raise RenderTimeoutError(f"render {job_id} did not finish in time; it was canceled")
 
 
-@router.post("/generations")
+@router.post("/generations", responses=route_docs.IMAGES)
 async def generate_images(
     body: ImageGenerationRequest, request: Request, state: State
 ) -> ImagesResponse:
