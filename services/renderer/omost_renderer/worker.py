@@ -10,7 +10,6 @@ its deadline, has its job released to another worker (see ``job_watch``).
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ from omost_renderer.job_failures import FailureKind, classify
 from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s
 from omost_renderer.jobs import ImageRecord, JobRequest, JobStatus
 from omost_renderer.rendering import CanvasRenderer, RenderedImage, StepCallback
+from omost_renderer.results_cleanup import ResultsCleanup
 from omost_renderer.storage import ResultStore, image_key
 from omost_renderer.worker_health import BackgroundErrors
 from omost_renderer.worker_queue import Claim, StartedJob, WorkerQueue, ensure_group
@@ -50,8 +50,6 @@ EXIT_DEVICE_LOST = 3
 EXIT_RENDER_HUNG = 4
 #: Tries of storing one result image, with backoff (0.5 s doubling, at most 8 s between tries).
 STORE_TRIES = 6
-#: Longest wait between two cleanup tries after a failure.
-_MAX_CLEANUP_BACKOFF_S = 300.0
 
 
 def default_worker_name() -> str:
@@ -118,8 +116,7 @@ class Worker:
         self._running: RunningJob | None = None
         self._started_at = time.time()
         self._next_reclaim = 0.0
-        self._next_cleanup = 0.0
-        self._cleanup_backoff = 0.0
+        self.cleanup = ResultsCleanup(settings, self.queue, store, self.errors)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop taking jobs; finish the current one within ``grace_s``, else release it."""
@@ -152,7 +149,7 @@ class Worker:
                 if not group_ready:
                     ensure_group(self.queue.redis)
                     group_ready = True
-                self._maybe_cleanup()
+                self.cleanup.maybe_run()
                 self.run_once()
                 self.errors.clear("queue")
                 backoff = 0.1
@@ -181,38 +178,6 @@ class Worker:
         self.errors.record("queue", error)
         self._stopping.wait(backoff)
         return min(backoff * 2, _MAX_BACKOFF_S)
-
-    def _maybe_cleanup(self) -> None:
-        """Delete old results once per cleanup interval across the fleet; never raises."""
-        now = time.monotonic()
-        if now < self._next_cleanup:
-            return
-        # Looking costs one SET NX; the lock makes one worker per interval do the work.
-        self._next_cleanup = now + min(60.0, self.settings.cleanup_interval_s)
-        try:
-            if not self.queue.take_cleanup_turn():
-                return
-            removed = self.store.cleanup(self.settings.job_ttl_s)
-        except Exception as error:
-            first = min(5.0, self.settings.cleanup_interval_s)
-            self._cleanup_backoff = min(
-                max(first, self._cleanup_backoff * 2), _MAX_CLEANUP_BACKOFF_S
-            )
-            self._next_cleanup = now + self._cleanup_backoff
-            logger.warning(
-                "worker %s: results cleanup failed (%s); retrying in %.0fs",
-                self.name,
-                error,
-                self._cleanup_backoff,
-            )
-            self.errors.record("cleanup", error)
-            with contextlib.suppress(*_REDIS_ERRORS):  # the lock expires by itself
-                self.queue.give_up_cleanup_turn()
-            return
-        self._cleanup_backoff = 0.0
-        self.errors.clear("cleanup")
-        if removed:
-            logger.info("worker %s: cleanup deleted the results of %d jobs", self.name, removed)
 
     def run_once(self) -> bool:
         """Claim and process at most one entry; return whether there was one."""

@@ -403,8 +403,8 @@ def test_cleanup_runs_once_per_interval_across_workers(
     ensure_group(redis_client)
     for _ in range(3):
         for worker in workers:
-            worker._next_cleanup = 0.0  # due on every worker, as after a restart
-            worker._maybe_cleanup()
+            worker.cleanup.next_look = 0.0  # due on every worker, as after a restart
+            worker.cleanup.maybe_run()
         job_id = submit_direct(redis_client, settings)
         assert workers[0].run_once()  # jobs do not trigger cleanups either
         assert status_of(redis_client, job_id) == "succeeded"
