@@ -170,16 +170,16 @@ def test_one_idempotency_key_from_100_concurrent_clients_makes_one_job(
     redis_url: str, tmp_path: Path, redis_client: Redis
 ) -> None:
     settings = make_settings(redis_url, tmp_path / "results")
-    with serve_api(settings) as url:
+    limits = httpx.Limits(max_connections=100)
+    with serve_api(settings) as url, httpx.Client(base_url=url, timeout=60, limits=limits) as http:
 
         def submit(_: int) -> tuple[int, str]:
-            with httpx.Client(base_url=url, timeout=60) as http:
-                answer = http.post(
-                    "/v1/renders", json=body(5), headers={"Idempotency-Key": "order-100"}
-                )
-                return answer.status_code, str(answer.json()["id"])
+            answer = http.post(
+                "/v1/renders", json=body(5), headers={"Idempotency-Key": "order-100"}
+            )
+            return answer.status_code, str(answer.json()["id"])
 
-        with ThreadPoolExecutor(max_workers=20) as pool:
+        with ThreadPoolExecutor(max_workers=100) as pool:
             answers = list(pool.map(submit, range(100)))
     assert {status for status, _ in answers} == {202}
     assert len({job_id for _, job_id in answers}) == 1
