@@ -143,7 +143,17 @@ class S3ResultStore:
         # One request per 1000 keys (the API's limit) rather than one per key.
         for start in range(0, len(object_keys), 1000):
             batch = [{"Key": key} for key in object_keys[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+            )
+            # A batch delete answers 200 even when some keys failed: those come back as errors.
+            failed = answer.get("Errors") or []
+            if failed:
+                first = failed[0]
+                raise OSError(
+                    f"S3 could not delete {len(failed)} objects, e.g. {first.get('Key')!r}:"
+                    f" {first.get('Code')} {first.get('Message')}"
+                )
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every object of the job (``<id>``) or attempt (``<id>/<attempt>``) ``prefix``."""

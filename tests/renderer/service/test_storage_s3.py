@@ -218,3 +218,31 @@ def test_worker_and_api_serve_results_from_s3(
         redis.close()
     assert _keys(s3_client) == [image_key(job_id, 1, 0)]
     assert not results_dir.exists()  # nothing went to the file store
+
+
+@pytest.mark.redis
+def test_s3_cleanup_error_does_not_stop_the_worker(
+    s3_client: Any, s3_endpoint: str, redis_url: str, tmp_path: Path
+) -> None:
+    values = {**_s3_settings(s3_endpoint), "s3_bucket": "not-made-yet", "cleanup_interval_s": 0.5}
+    settings = make_settings(redis_url, tmp_path / "results", **values)
+    redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    worker = Worker(settings, FakeRenderer(), redis, build_store(settings), name="s3-cleaner")  # type: ignore[arg-type]
+    thread = WorkerThread(worker).start()
+    try:
+        with TestClient(create_app(settings)) as client:
+
+            def cleanup_reported() -> bool:
+                problems = client.get("/ready").json()["problems"]
+                return any("NoSuchBucket" in p["message"] for p in problems)
+
+            wait_for(cleanup_reported, what="/ready to report the S3 error")
+            assert thread.thread.is_alive()
+            s3_client.create_bucket(Bucket="not-made-yet")  # the bucket comes (back)
+            wait_for(lambda: client.get("/ready").json()["status"] == "ready", what="recovery")
+            metrics = client.get("/metrics").text
+        assert 'omost_render_worker_errors_total{component="cleanup"}' in metrics
+    finally:
+        thread.stop()
+        redis.close()
+        s3_client.delete_bucket(Bucket="not-made-yet")
