@@ -104,6 +104,7 @@ class JobQueue:
         Raises:
             QueueFullError: The backlog (queued plus running jobs) is at its limit.
             IdempotencyKeyReusedError: The key was used with a different request.
+            ConflictError: The key kept being remapped by concurrent submits (expired jobs).
         """
         job_id = uuid.uuid4().hex
         believed = ""

@@ -65,7 +65,8 @@ if ARGV[7] == '1' then
     local id, digest = string.match(stored, '^(%S+) ?(%S*)$')
     if id ~= ARGV[10] then return {'lookup', id} end
     if redis.call('EXISTS', KEYS[5]) == 1 then
-      if digest ~= ARGV[9] then return {'reused', id} end
+      -- A key stored without a digest (before digests were kept) matches any request.
+      if digest ~= '' and digest ~= ARGV[9] then return {'reused', id} end
       return {'existing', id}
     end
     -- The key's job has expired: the key is free again, as if it had never been used.
