@@ -20,7 +20,8 @@ from omost_renderer import constants
 
 # Shared prelude: acknowledge and delete a stream entry, so XLEN counts only live jobs; settle a
 # final job; number stream entries.
-_PRELUDE = """
+_PRELUDE = (
+    """
 local function ack_del(stream, group, entry)
   redis.call('XACK', stream, group, entry)
   redis.call('XDEL', stream, entry)
@@ -36,7 +37,9 @@ local function settle(job, events, ttl)
   end
   redis.call('HDEL', job, 'request')
   redis.call('EXPIRE', job, ttl)
-  redis.call('EXPIRE', events, """ + str(constants.EVENTS_LINGER_S) + """)
+  redis.call('EXPIRE', events, """
+    + str(constants.EVENTS_LINGER_S)
+    + """)
 end
 local function next_seq(stream)
   if redis.call('EXISTS', stream) == 0 then return 1 end
@@ -47,6 +50,7 @@ local function next_seq(stream)
   return 1
 end
 """
+)
 
 _EVENTS_CAP = f"'MAXLEN', '~', {constants.EVENTS_MAXLEN}"
 
