@@ -76,9 +76,31 @@ async def test_the_request_of_the_latest_canvas_goes_when_still_too_long() -> No
     assert fitted.left_out == 3
 
 
-async def test_no_room_even_for_the_latest_canvas_is_a_context_error() -> None:
+async def test_short_of_the_wanted_room_the_shortest_conversation_gets_all_there_is() -> None:
     kept = [HISTORY[0], *HISTORY[LATEST:]]
     backend = FakeBackend(context=prompt_tokens(kept) + 99)
+    fitted = await budget(backend, max_tokens=4096)
+    assert fitted.messages == kept
+    assert fitted.max_tokens == 99
+
+
+async def test_a_new_canvas_short_of_the_wanted_room_gets_all_there_is() -> None:
+    backend = FakeBackend(context=prompt_tokens(HISTORY[:2]) + 10)
+    fitted = await fit(
+        backend,
+        HISTORY[:2],
+        None,
+        max_tokens=4096,
+        min_answer_tokens=100,
+        configured_context=None,
+    )
+    assert fitted.messages == HISTORY[:2]
+    assert fitted.max_tokens == 10
+
+
+async def test_no_room_at_all_even_for_the_latest_canvas_is_a_context_error() -> None:
+    kept = [HISTORY[0], *HISTORY[LATEST:]]
+    backend = FakeBackend(context=prompt_tokens(kept))
     with pytest.raises(ContextLengthExceededError) as caught:
         await budget(backend, max_tokens=4096)
     assert caught.value.status_code == 400

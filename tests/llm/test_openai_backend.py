@@ -116,3 +116,45 @@ async def test_unreachable_upstream_is_unavailable_and_not_ready(
     with pytest.raises(BackendUnavailableError):
         await collect(backend)
     await backend.close()
+
+
+async def test_vllm_reports_its_context_and_counts_with_its_tokenizer(
+    httpserver: HTTPServer, settings_factory: Callable[..., Settings]
+) -> None:
+    models = {"object": "list", "data": [{"id": "test-model", "max_model_len": 8192}]}
+    httpserver.expect_request("/v1/models").respond_with_json(models)
+    httpserver.expect_request("/tokenize", method="POST").respond_with_json(
+        {"count": 42, "max_model_len": 8192, "tokens": list(range(42))}
+    )
+    backend = VLLMBackend(settings_factory(base_url=httpserver.url_for("/")))
+    assert await backend.context_length() == 8192
+    assert await backend.context_length() == 8192
+    assert await backend.count_prompt_tokens(REQUEST.messages) == 42
+    await backend.close()
+    # The context is asked once; the count uses vLLM's chat template and generation prompt.
+    assert [entry[0].path for entry in httpserver.log] == ["/v1/models", "/tokenize"]
+    sent = json.loads(httpserver.log[1][0].data)
+    assert sent == {
+        "model": "test-model",
+        "messages": [{"role": "user", "content": "a dragon"}],
+        "add_generation_prompt": True,
+    }
+
+
+async def test_vllm_tokenize_errors_are_service_errors(
+    httpserver: HTTPServer, settings_factory: Callable[..., Settings]
+) -> None:
+    httpserver.expect_request("/tokenize").respond_with_data("down", status=503)
+    backend = VLLMBackend(settings_factory(base_url=httpserver.url_for("/")))
+    with pytest.raises(BackendUnavailableError):
+        await backend.count_prompt_tokens(REQUEST.messages)
+    await backend.close()
+
+
+async def test_other_openai_servers_leave_the_context_to_themselves(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    backend = OpenAIBackend(settings_factory())
+    assert await backend.context_length() is None
+    assert await backend.count_prompt_tokens(REQUEST.messages) is None
+    await backend.close()

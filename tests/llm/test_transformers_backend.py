@@ -8,8 +8,10 @@ from dataclasses import asdict
 import openai
 import pytest
 from omost_llm.answer import ANSWER_SENTENCE, changed_regions
+from omost_llm.backends.transformers_backend import TransformersBackend
 from omost_llm.config import OutputMode, Settings
 from omost_llm.main import create_app
+from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationRequest, SamplingParams
 from omost_llm.tiny import TINY_VOCAB_FILE
 from omost_schema import Canvas, parse_code
 
@@ -127,3 +129,35 @@ def test_tiny_same_seed_same_canvas(tiny_client: openai.OpenAI) -> None:
         return (answer.model_extra or {})["omost"]["canvas"]
 
     assert once() == once()
+
+
+@code_only
+@pytest.mark.parametrize("seed", [-(2**63), 2**63 - 1])
+def test_tiny_takes_every_seed_the_api_accepts(tiny_client: openai.OpenAI, seed: int) -> None:
+    # The API's bounds are the signed 64-bit range; torch's generator takes all of it.
+    answer = tiny_client.chat.completions.create(
+        model="tiny",
+        messages=USER,  # type: ignore[arg-type]
+        seed=seed,
+        max_tokens=1000,
+    )
+    assert Canvas.from_code(answer.choices[0].message.content or "", strict=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_tiny_counts_prompts_as_it_generates_them(anyio_backend: str) -> None:
+    backend = TransformersBackend(tiny_settings(OutputMode.CODE))
+    await backend.start()
+    try:
+        messages = [ChatMessage("system", "Compose."), ChatMessage("user", "a dragon")]
+        # The model config's context: the tiny model's max_position_embeddings.
+        assert await backend.context_length() == 8192
+        counted = await backend.count_prompt_tokens(messages)
+        request = GenerationRequest(messages, OutputMode.CODE, SamplingParams(max_tokens=1))
+        events = [event async for event in backend.generate(request)]
+        end = events[-1]
+        assert isinstance(end, GenerationEnd)
+        assert counted == end.prompt_tokens
+    finally:
+        await backend.close()

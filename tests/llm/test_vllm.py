@@ -7,6 +7,7 @@ except under CI, where its absence is a failure.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from omost_llm.answer import ANSWER_SENTENCE
 from omost_llm.config import OutputMode, Settings
 from omost_llm.tiny import TINY_VOCAB_FILE, tiny_model_dir
 from omost_schema import Canvas, parse_code
+from openai.types.chat import ChatCompletion
 
 from .conftest import free_port
 from .processes import VLLM_PYTHON, omost_llm_command, running, vllm_command
@@ -115,6 +117,65 @@ def test_chat_stream_sends_the_canvas_usage_and_done(client: openai.OpenAI) -> N
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 10
+
+
+# The vLLM server's --max-model-len (tests/llm/processes.py): a small context.
+CONTEXT = 2048
+# Each turn's answer: room for one tiny-model canvas. The system prompt (331 tokens), the longest
+# such canvas and an edit always fit with it, so every turn can be answered.
+EDIT_TOKENS = 700
+# Edits as people write them, a sentence each: the history outgrows the context within 10 turns.
+EDITS = [
+    "Make it night: a full moon behind the towers, the dragon lit from below by the torches of "
+    "the walls, deep blue shadows over the hills.",
+    "Add a knight on a white horse in the lower left, lance raised towards the dragon, a red "
+    "cloak blowing in the wind behind him.",
+    "Make the dragon red with golden horns, its wings spread wide across the whole upper half of "
+    "the picture, smoke rising from its jaws.",
+    "Move the castle to the right and put a river in front of it, with a wooden bridge and a few "
+    "small boats tied along the bank.",
+]
+
+
+def edit_turn(
+    client: openai.OpenAI, messages: list[dict[str, str]], seeds: Iterator[int]
+) -> ChatCompletion:
+    """One turn; a canvas longer than EDIT_TOKENS (the random model rambles now and then) is
+    asked again with the next seed. Any other error fails the test."""
+    for _ in range(4):
+        try:
+            return client.chat.completions.create(
+                model="tiny",
+                messages=messages,  # type: ignore[arg-type]
+                seed=next(seeds),
+                max_tokens=EDIT_TOKENS,
+            )
+        except openai.UnprocessableEntityError as exc:
+            if exc.code != "max_tokens_exhausted":
+                raise
+    raise AssertionError("four canvases in a row did not fit in max_tokens")
+
+
+@pytest.mark.parametrize("service", [OutputMode.CODE], indirect=True, ids=["code"])
+def test_ten_edit_turns_fit_a_small_context(client: openai.OpenAI) -> None:
+    messages: list[dict[str, str]] = list(USER)
+    seeds = itertools.count()
+    left_out = []
+    for turn in range(10):
+        answer = edit_turn(client, messages, seeds)
+        omost = (answer.model_extra or {})["omost"]
+        assert answer.usage is not None
+        # The context vLLM reports bounds the prompt and the answer's max_tokens together.
+        assert answer.usage.prompt_tokens + EDIT_TOKENS <= CONTEXT
+        assert omost["truncated_history"] is (omost["messages_left_out"] > 0)
+        left_out.append(omost["messages_left_out"])
+        messages += [
+            {"role": "assistant", "content": answer.choices[0].message.content or ""},
+            {"role": "user", "content": EDITS[turn % len(EDITS)]},
+        ]
+    # The whole history went while it fitted; then older turns were left out, every turn answered.
+    assert left_out[0] == 0
+    assert left_out[-1] > 0
 
 
 def test_ready_reports_the_upstream(service: tuple[str, OutputMode]) -> None:

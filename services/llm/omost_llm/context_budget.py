@@ -81,35 +81,40 @@ async def fit(
         configured_context: ``OMOST_LLM_MAX_MODEL_LEN``, if set.
 
     Returns:
-        The conversation to send and its ``max_tokens``. Unchanged when the context is unknown or
-        the backend cannot count.
+        The longest conversation that leaves ``min(max_tokens, min_answer_tokens)`` for the
+        answer, else the shortest one, with ``max_tokens`` lowered to what the context leaves.
+        Unchanged when the context is unknown or the backend cannot count.
 
     Raises:
-        ContextLengthExceededError: Even the shortest conversation leaves too little room.
+        ContextLengthExceededError: Even the shortest conversation fills the whole context.
         LLMServiceError: The backend cannot be reached to count.
     """
     context = context_of(configured_context, await backend.context_length())
     if context is None:
         return Budget(messages, max_tokens)
     reserve = min(max_tokens, min_answer_tokens)
-    tokens = 0
+    last: Budget | None = None
     for candidate in [messages, *shortened(messages, canvas_index)]:
-        counted = await backend.count_prompt_tokens(candidate)
-        if counted is None:
+        tokens = await backend.count_prompt_tokens(candidate)
+        if tokens is None:
             return Budget(messages, max_tokens, context=context)
-        tokens = counted
+        last = Budget(
+            messages=candidate,
+            max_tokens=min(max_tokens, context - tokens),
+            prompt_tokens=tokens,
+            context=context,
+            left_out=len(messages) - len(candidate),
+        )
         if tokens + reserve <= context:
-            return Budget(
-                messages=candidate,
-                max_tokens=min(max_tokens, context - tokens),
-                prompt_tokens=tokens,
-                context=context,
-                left_out=len(messages) - len(candidate),
-            )
+            return last
+    assert last is not None  # the whole conversation is always a candidate
+    if last.max_tokens > 0:
+        # No conversation leaves the room wanted: the shortest, with all the room there is. A
+        # small canvas may still fit; if not, the length error says what the context left.
+        return last
     kept = "" if canvas_index is None else " (keeping only the latest canvas and what follows)"
     raise ContextLengthExceededError(
-        f"the model's context is {context} tokens; the messages take {tokens}{kept}, which "
-        f"leaves no room for an answer of {reserve} tokens: shorten the messages or lower "
-        "max_tokens",
+        f"the model's context is {context} tokens and the messages take {last.prompt_tokens}"
+        f"{kept}: no room is left for an answer; shorten the messages",
         param="messages",
     )

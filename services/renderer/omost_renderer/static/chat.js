@@ -67,6 +67,15 @@ export function showAnswer(item, view, omost, changes) {
     li.textContent = `the model was asked again ${omost.retries} time(s) for a valid canvas`;
     notes.append(li);
   }
+  if (omost && omost.truncated_history) {
+    const li = document.createElement("li");
+    li.className = "correction";
+    const left = omost.messages_left_out;
+    li.textContent =
+      `older turns were left out to fit the model's context (${left} message${left === 1 ? "" : "s"}); ` +
+      "the latest canvas and what followed were kept";
+    notes.append(li);
+  }
   if (notes.children.length) body.append(notes);
 }
 
