@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 
-import torch
 from fake_renderer import FakeRenderer
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas
@@ -54,6 +53,8 @@ def build_poisoned() -> FaultyRenderer:
 
 def build_out_of_memory() -> FaultyRenderer:
     """A render too large for the device: PyTorch's own out-of-memory error."""
+    import torch  # only here: the other factories start faster without it
+
     message = "CUDA out of memory. Tried to allocate 40.00 GiB (GPU 0; 23.65 GiB total capacity)"
     return FaultyRenderer("huge", torch.OutOfMemoryError(message))
 
