@@ -128,6 +128,7 @@ async def generate_images(
     If the client disconnects first, the LLM call is closed and the render job canceled.
     """
     width, height = _parse_size(body.size)
+    _check_budget(width, height, body.n, state.settings.images_steps)
     jobs: list[str] = []
     try:
         return await unless_disconnected(
