@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,36 @@ def test_the_validator_catches_a_tuple_schema_written_as_an_items_list(tmp_path:
     document["components"]["schemas"]["VocabularyResponse"]["properties"]["boxes"] = box
     with pytest.raises(OpenAPIValidationError):
         validate(document)
+
+
+def _schemas(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
+
+
+def test_no_schema_is_a_tuple(
+    documented: tuple[dict[str, Any], dict[tuple[str, str], set[int]]],
+) -> None:
+    # Tools that predate 3.1 read `prefixItems` as a list-valued `items`, an invalid schema;
+    # fixed-length arrays (the vocabulary's colours and boxes) are plain arrays.
+    document, _ = documented
+    for node in _schemas(document):
+        assert "prefixItems" not in node
+        assert not isinstance(node.get("items"), list)
+    vocabulary = document["components"]["schemas"].get("VocabularyResponse")
+    if vocabulary is not None:
+        box = vocabulary["properties"]["boxes"]["additionalProperties"]["additionalProperties"]
+        assert box["additionalProperties"] == {
+            "items": {"type": "integer"},
+            "maxItems": 4,
+            "minItems": 4,
+            "type": "array",
+        }
 
 
 def test_every_route_lists_its_error_statuses_with_the_envelope(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from omost_schema import Canvas
+from omost_schema.json_numbers import NUMBER_ONLY, JsonFloat, JsonInt
 from pydantic import BaseModel, ConfigDict, Field
 
 # A signed 64-bit integer, as OpenAI documents ``seed`` and as vLLM and torch's generators take it.
 SEED_MIN = -(2**63)
 SEED_MAX = 2**63 - 1
 _SEED_DESCRIPTION = f"Sampling seed, an integer from {SEED_MIN} to {SEED_MAX}."
+# Numbers only (no `true` or `"7"`); the constraints stay in the JSON schema.
+_Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX), NUMBER_ONLY]
+_Count = Annotated[int, Field(ge=1), NUMBER_ONLY]
 
 
 class TextPart(BaseModel):
@@ -53,13 +57,13 @@ class ChatCompletionRequest(BaseModel):
 
     model: str
     messages: list[ChatMessageIn] = Field(min_length=1)
-    temperature: float = Field(0.6, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description=_SEED_DESCRIPTION)
+    temperature: JsonFloat = Field(0.6, ge=0.0, le=2.0)
+    top_p: JsonFloat = Field(0.9, gt=0.0, le=1.0)
+    max_tokens: _Count | None = None
+    max_completion_tokens: _Count | None = None
+    seed: _Seed | None = Field(None, description=_SEED_DESCRIPTION)
     stop: str | list[str] | None = None
-    n: int = 1
+    n: JsonInt = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -178,10 +182,10 @@ class CanvasRequest(BaseModel):
 
     prompt: str = Field(min_length=1)
     previous_canvas: Canvas | None = None
-    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description=_SEED_DESCRIPTION)
-    temperature: float = Field(0.6, ge=0.0, le=2.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
+    seed: _Seed | None = Field(None, description=_SEED_DESCRIPTION)
+    temperature: JsonFloat = Field(0.6, ge=0.0, le=2.0)
+    top_p: JsonFloat = Field(0.9, gt=0.0, le=1.0)
+    max_tokens: _Count | None = None
 
 
 class CanvasResponse(BaseModel):

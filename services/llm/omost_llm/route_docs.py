@@ -51,7 +51,17 @@ _BODY_ERRORS = (
     RequestValidationError,
 )
 
-_EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+#: One Server-Sent Event (before OpenAPI 3.2, an event stream's `schema` describes each event):
+#: `data` is a chat completion chunk as JSON, or `[DONE]`, or an error envelope.
+_EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "properties": {"data": {"type": "string"}},
+            "required": ["data"],
+        }
+    }
+}
 
 CHAT: Responses = {
     200: {

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
 from omost_schema import Canvas
+from omost_schema.json_numbers import NUMBER_ONLY
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
@@ -36,8 +37,8 @@ MAX_REQUEST_PIXEL_STEPS = MAX_STEPS * MAX_REQUEST_PIXELS
 #: Above this ``hires_scale`` the hires fix runs (Omost's rule); the budget counts it from 1.0 on.
 HIRES_OFF = 1.0
 
-Side = Annotated[int, Field(ge=64, le=MAX_SIDE, multiple_of=64)]
-Strength = Annotated[float, Field(ge=MIN_STRENGTH, le=1.0)]
+Side = Annotated[int, Field(ge=64, le=MAX_SIDE, multiple_of=64), NUMBER_ONLY]
+Strength = Annotated[float, Field(ge=MIN_STRENGTH, le=1.0), NUMBER_ONLY]
 
 
 def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -69,16 +70,16 @@ class RenderParams(BaseModel):
 
     width: Side = 896
     height: Side = 1152
-    steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 25
-    cfg: Annotated[float, Field(ge=0.0, le=30.0)] = 5.0
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 12345
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS), NUMBER_ONLY] = 25
+    cfg: Annotated[float, Field(ge=0.0, le=30.0), NUMBER_ONLY] = 5.0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), NUMBER_ONLY] = 12345
     negative_prompt: Annotated[str, StringConstraints(max_length=MAX_NEGATIVE_PROMPT_CHARS)] = (
         DEFAULT_NEGATIVE_PROMPT
     )
-    num_images: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
+    num_images: Annotated[int, Field(ge=1, le=MAX_IMAGES), NUMBER_ONLY] = 1
     #: Hires fix: upscale factor (1.0 = off), then ``hires_steps`` at ``hires_denoise``.
-    hires_scale: Annotated[float, Field(ge=1.0, le=2.0)] = 1.0
-    hires_steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 20
+    hires_scale: Annotated[float, Field(ge=1.0, le=2.0), NUMBER_ONLY] = 1.0
+    hires_steps: Annotated[int, Field(ge=1, le=MAX_STEPS), NUMBER_ONLY] = 20
     hires_denoise: Strength = 0.4
     #: Start from the colour sketch at this img2img strength (Omost suggests 0.95..0.99);
     #: ``None`` starts from pure noise.

@@ -156,9 +156,10 @@ def test_proxy_forwards_only_the_llm_public_routes(client: TestClient) -> None:
 
 
 def test_proxy_refuses_a_huge_body(client: TestClient) -> None:
+    # The API's body limit (OMOST_RENDERER_MAX_REQUEST_BYTES) answers before the proxy reads it.
     answer = client.post("/llm/v1/canvases", content=b"x" * (4 * 1024 * 1024 + 1))
-    assert answer.status_code == 400
-    assert answer.json()["error"]["code"] == "body_too_large"
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "request_too_large"
 
 
 def test_llm_down_is_a_502_envelope() -> None:

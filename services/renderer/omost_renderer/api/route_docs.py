@@ -36,10 +36,33 @@ _READ = (NotFoundError, BackendUnavailableError)
 #: Redis unreachable or full (it refuses writes at `maxmemory`), on every route that writes.
 _WRITE = (BackendUnavailableError, StoreFullError)
 
+#: One Server-Sent Event (before OpenAPI 3.2, an event stream's `schema` describes each event):
+#: `status` and `progress` carry JSON in `data` and an `id` to resume after; previews have none.
+_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["status", "progress", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+        "retry": {"type": "integer"},
+    },
+}
+_JOB = "#/paths/~1v1~1renders~1{job_id}"
+_JOB_ID = {"job_id": "$response.body#/id"}
+#: OpenAPI links from a submit's answer to the job's routes (client generators and stateful
+#: API tests follow them).
+_JOB_LINKS = {
+    "GetRender": {"operationRef": f"{_JOB}/get", "parameters": _JOB_ID},
+    "CancelRender": {"operationRef": f"{_JOB}~1cancel/post", "parameters": _JOB_ID},
+    "RenderEvents": {"operationRef": f"{_JOB}~1events/get", "parameters": _JOB_ID},
+    "RenderSketch": {"operationRef": f"{_JOB}~1sketch/get", "parameters": _JOB_ID},
+}
+
 SUBMIT: Responses = {
     202: {
         **_JOB_VIEW,
         "headers": {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}},
+        "links": _JOB_LINKS,
     },
     **error_responses(
         InvalidRequestError, TOO_LARGE_DOC, IdempotencyKeyReusedError, QueueFullError, *_WRITE
@@ -58,7 +81,7 @@ SKETCH: Responses = {
 EVENTS: Responses = {
     200: {
         "description": "Server-Sent Events (`status`, `progress`), ending after the final status.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": _EVENT}},
     },
     **error_responses(InvalidRequestError, *_READ),
 }

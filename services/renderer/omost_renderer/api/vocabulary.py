@@ -43,6 +43,12 @@ _NAME_FIELDS: dict[str, tuple[str, ...]] = {
 _FIELD_WORDS = {"HTML_web_color_name": "colour name"}
 
 
+# Fixed-length arrays rather than tuples: a tuple's JSON schema (`prefixItems`) is read as an
+# invalid `items` list by OpenAPI tools that predate 3.1, and clients get the same arrays.
+RGB = Annotated[list[int], Field(min_length=3, max_length=3)]
+Box = Annotated[list[int], Field(min_length=4, max_length=4)]
+
+
 class VocabularyResponse(BaseModel):
     """Everything the page needs to draw and edit a canvas exactly as the schema defines it."""
 
@@ -50,9 +56,9 @@ class VocabularyResponse(BaseModel):
     locations: list[str]
     offsets: list[str]
     areas: list[str]
-    colors: dict[str, tuple[int, int, int]]
+    colors: dict[str, RGB]
     #: ``boxes[location][offset][area] = [top, bottom, left, right]`` on the grid, end-exclusive.
-    boxes: dict[str, dict[str, dict[str, tuple[int, int, int, int]]]]
+    boxes: dict[str, dict[str, dict[str, Box]]]
     sketch_color_weight: float
     limits: dict[str, float]
     #: JSON schema of the render parameters (bounds and defaults for the render form).
@@ -110,7 +116,7 @@ def build_vocabulary() -> VocabularyResponse:
     """Return the vocabulary, every box and the limits, computed from ``omost_schema``."""
     boxes = {
         location: {
-            offset: {area: tuple(region_rect(location, offset, area)) for area in AREAS}
+            offset: {area: list(region_rect(location, offset, area)) for area in AREAS}
             for offset in OFFSETS
         }
         for location in LOCATIONS
@@ -125,7 +131,7 @@ def build_vocabulary() -> VocabularyResponse:
         locations=list(LOCATIONS),
         offsets=list(OFFSETS),
         areas=list(AREAS),
-        colors=dict(COLORS),
+        colors={name: list(rgb) for name, rgb in COLORS.items()},
         boxes=boxes,
         sketch_color_weight=SKETCH_COLOR_WEIGHT,
         limits=limits,
