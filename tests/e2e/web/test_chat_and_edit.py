@@ -91,6 +91,21 @@ def test_an_edit_shows_what_changed_between_the_two_canvases(stack: Stack, page:
     assert "canvas.add_local_description(" in messages[1]["content"]
 
 
+def test_an_answer_says_when_older_turns_were_left_out(stack: Stack, page: Page) -> None:
+    open_page(page, stack.fake)
+    send(page, "a fierce battle of warriors and a dragon")
+    wait_idle(page)
+    assert "left out" not in page.inner_text("#messages")
+    stack.fake_llm.left_out = 4
+    try:
+        send(page, "make the dragon red")
+        wait_idle(page)
+    finally:
+        stack.fake_llm.left_out = 0
+    last = page.locator("#messages li.message.assistant").last.inner_text()
+    assert "older turns were left out to fit the model's context (4 messages)" in last
+
+
 def test_hand_edit_revalidates_and_updates_code_and_preview(stack: Stack, page: Page) -> None:
     open_page(page, stack.fake)
     send(page, "a fierce battle of warriors and a dragon")

@@ -62,12 +62,14 @@ class FakeLLM:
         chunk_chars: Characters per streamed piece.
         delay_s: Pause between pieces (long enough for a test to see the sketch grow).
         fail_after: Send an error event after this many pieces (``None``: never).
+        left_out: Messages the answer says were left out to fit the context (0: none).
         requests: Bodies of the chat requests received, newest last.
     """
 
     chunk_chars: int = 40
     delay_s: float = 0.01
     fail_after: int | None = None
+    left_out: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
 
     def canvas_for(self, messages: list[dict[str, str]]) -> Canvas:
@@ -127,6 +129,8 @@ def build_fake_llm(fake: FakeLLM) -> FastAPI:
                 "changed_regions": [],
                 "retries": 0,
                 "output": "code",
+                "truncated_history": fake.left_out > 0,
+                "messages_left_out": fake.left_out,
             }
             yield _chunk(None, omost=omost)
             yield "data: [DONE]\n\n"
