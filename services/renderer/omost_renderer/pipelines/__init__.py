@@ -1,0 +1,1 @@
+"""Diffusion pipelines by model family (``flux/``) and the small modules they share."""

@@ -1,0 +1,73 @@
+"""Which request parameters a model family takes, maps or refuses, so none is dropped silently.
+
+``RenderParams`` carries SDXL's knobs. A family that lacks one (FLUX has no negative prompt;
+FLUX.1-schnell has no guidance at all) refuses a request that sets it explicitly; a family that
+has it under another meaning maps it (``cfg`` is FLUX.1-dev's distilled guidance value). A
+parameter left at its default is never an error: the default means "the family's default".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from omost_renderer.rendering import RenderParams
+
+
+class UnsupportedParamError(ValueError):
+    """A request sets a parameter that the model's family does not take.
+
+    Attributes:
+        param: The parameter's name.
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class FamilyParams:
+    """What a model does with the parameters some families lack.
+
+    Attributes:
+        family: ``sdxl``, ``flux`` ...
+        cfg: ``"cfg"``: classifier-free guidance scale; ``"guidance"``: the distilled guidance
+            embedding's value; ``None``: refused.
+        negative_prompt: Whether a negative prompt is used.
+        hires: Whether the hires fix runs.
+    """
+
+    family: str
+    cfg: Literal["cfg", "guidance"] | None = "cfg"
+    negative_prompt: bool = True
+    hires: bool = True
+
+    def capabilities(self) -> dict[str, object]:
+        """The parameters as ``GET /v1/models`` lists them."""
+        return {"cfg": self.cfg, "negative_prompt": self.negative_prompt, "hires": self.hires}
+
+
+def check_family_params(family: FamilyParams, params: RenderParams) -> None:
+    """Refuse parameters that the request sets and the family does not take.
+
+    Args:
+        family: The model's parameters.
+        params: The request's.
+
+    Raises:
+        UnsupportedParamError: Naming the first such parameter.
+    """
+    given = params.model_fields_set
+    if family.cfg is None and "cfg" in given:
+        raise UnsupportedParamError(
+            "cfg", f"{family.family} models of this kind take no guidance scale; leave cfg unset"
+        )
+    if not family.negative_prompt and "negative_prompt" in given:
+        raise UnsupportedParamError(
+            "negative_prompt", f"{family.family} models take no negative prompt; leave it unset"
+        )
+    if not family.hires and "hires_scale" in given and params.hires:
+        raise UnsupportedParamError(
+            "hires_scale", f"{family.family} models have no hires fix; leave hires_scale unset"
+        )

@@ -1,0 +1,126 @@
+"""Flow-matching sampling for MM-DiT families: diffusers' schedule, an Euler loop, img2img starts.
+
+A flow-matching model predicts the velocity ``v = noise - x0`` of ``x_t = (1 - s) x0 + s noise``
+at noise level ``s`` (sigma). The schedule is the one diffusers' ``FlowMatchEulerDiscreteScheduler``
+builds for FLUX (``linspace(1, 1/n, n)``, shifted by ``mu`` from the image's token count when the
+model's scheduler config asks for dynamic shifting); the Euler step ``x += (s_next - s) v`` is the
+scheduler's own step written out in float32, so the loop keeps no scheduler state.
+
+An img2img start (the colour sketch, the hires pass) follows Omost's SDXL rule: a schedule of
+``int(steps / strength)`` levels of which the last ``steps`` run, from
+``x = (1 - s0) x0 + s0 noise`` (the scheduler's ``scale_noise``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from omost_renderer.sampling import MAX_SCHEDULE
+
+#: ``velocity(step, x, sigma) -> v`` (``step`` 0-based within the run).
+Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+#: Called after step ``i`` (0-based) with the new latent and the step's x0 estimate.
+FlowCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+#: diffusers' FLUX.1-dev scheduler config (dynamic shifting by image size).
+FLUX_DEV_SCHEDULER: dict[str, Any] = {
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+}
+
+
+def shift_mu(image_tokens: int, config: Any) -> float:
+    """Diffusers' ``calculate_shift``: ``mu`` linear in the image's token count.
+
+    Args:
+        image_tokens: Packed image tokens of the latent.
+        config: The scheduler's config (``base_image_seq_len``, ``max_image_seq_len``,
+            ``base_shift``, ``max_shift``).
+
+    Returns:
+        The shift exponent for ``set_timesteps(mu=...)``.
+    """
+    base_len = config.get("base_image_seq_len", 256)
+    max_len = config.get("max_image_seq_len", 4096)
+    base, top = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    slope = (top - base) / (max_len - base_len)
+    return float(image_tokens * slope + base - slope * base_len)
+
+
+def flow_sigmas(
+    steps: int, strength: float, image_tokens: int, scheduler_config: dict[str, Any]
+) -> torch.Tensor:
+    """The noise levels of one sampling run, from diffusers' scheduler.
+
+    Args:
+        steps: Steps that run.
+        strength: 1.0 from pure noise; below, the last ``steps`` of ``int(steps / strength)``.
+        image_tokens: Packed image tokens (for dynamic shifting).
+        scheduler_config: A ``FlowMatchEulerDiscreteScheduler`` config.
+
+    Returns:
+        float32 (steps + 1,) descending noise levels ending with 0.
+    """
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)  # type: ignore[no-untyped-call]
+    total = steps if strength >= 1.0 else min(int(steps / strength), MAX_SCHEDULE)
+    total = max(total, steps)
+    options: dict[str, Any] = {}
+    if scheduler.config.get("use_dynamic_shifting", False):
+        options["mu"] = shift_mu(image_tokens, scheduler.config)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / total, total).tolist(), **options)
+    sigmas: torch.Tensor = scheduler.sigmas.float()
+    return sigmas[total - steps :]
+
+
+def noised_start(x0: torch.Tensor | None, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``(1 - s) x0 + s noise``: the start of a run at noise level ``sigma`` (pure noise at 1).
+
+    Args:
+        x0: The clean start (the encoded sketch), or ``None`` for pure noise.
+        noise: Gaussian noise of the latent's shape.
+        sigma: The first noise level.
+
+    Returns:
+        The starting latent, float32.
+    """
+    if x0 is None:
+        return noise * sigma
+    return (1 - sigma) * x0.float() + sigma * noise
+
+
+def sample_euler(
+    velocity: Velocity,
+    latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    callback: FlowCallback | None = None,
+) -> torch.Tensor:
+    """Flow-matching Euler from ``latents`` at ``sigmas[0]`` down to ``sigmas[-1]``.
+
+    Args:
+        velocity: The model's velocity prediction.
+        latents: float32 starting latents.
+        sigmas: Descending noise levels (``flow_sigmas``).
+        callback: Called after every step; raising stops sampling.
+
+    Returns:
+        The final latents, float32.
+    """
+    x = latents.float()
+    for index in range(len(sigmas) - 1):
+        sigma, following = sigmas[index], sigmas[index + 1]
+        v = velocity(index, x, sigma).float()
+        denoised = x - sigma * v
+        x = x + (following - sigma) * v
+        if callback is not None:
+            callback(index, x, denoised)
+    return x

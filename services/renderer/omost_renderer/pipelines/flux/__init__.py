@@ -1,0 +1,1 @@
+"""FLUX.1 (diffusers' ``FluxTransformer2DModel``) with Omost's regions as joint attention."""

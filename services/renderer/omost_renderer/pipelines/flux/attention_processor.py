@@ -1,0 +1,160 @@
+"""Regional joint attention for FLUX.1 as diffusers attention processors (no patched classes).
+
+:func:`install_regional_processors` puts one :class:`RegionalFluxAttnProcessor` on every attention
+layer of a ``FluxTransformer2DModel`` with ``set_attn_processor``, once, when the pipeline is
+built. A processor holds only its block's index (fixed by the model's layout), never anything of
+a render: the mask of each call arrives through the transformer's ``joint_attention_kwargs`` as
+``regional_mask`` (diffusers forwards every keyword the processor's ``__call__`` names). Without
+a mask, or at a block the schedule leaves unmasked, the processor computes exactly what diffusers'
+``FluxAttnProcessor`` computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.embeddings import apply_rotary_emb
+
+
+@dataclass(frozen=True)
+class RegionalMask:
+    """The regional mask of one transformer call, passed as ``joint_attention_kwargs``.
+
+    Attributes:
+        bias: (1, 1, T + N, T + N) additive mask in the queries' dtype (``joint_mask.joint_bias``).
+        text_length: ``T``, the text tokens at the front of the joint sequence.
+        every: The mask applies at blocks whose index is a multiple of this (``regional_blocks``;
+            double-stream blocks count first, then the single-stream ones).
+        base_ratio: Share of an unmasked attention pass blended into the image tokens' output at
+            masked blocks; at 0 no unmasked pass runs.
+    """
+
+    bias: torch.Tensor
+    text_length: int
+    every: int = 1
+    base_ratio: float = 0.0
+
+    def applies(self, block: int) -> bool:
+        """Whether the block with this index is masked."""
+        return block % self.every == 0
+
+
+def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    return x.reshape(*x.shape[:-1], -1, head_dim)
+
+
+class RegionalFluxAttnProcessor:
+    """``FluxAttnProcessor`` with an optional regional mask and base-pass blend.
+
+    Args:
+        block: Index of the block this processor serves (double-stream blocks first).
+    """
+
+    # Read by diffusers' attention dispatch, as on its own processors.
+    _attention_backend: Any = None
+    _parallel_config: Any = None
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+    def _qkv(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
+        image_rotary_emb: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # The same projections, norms and order as diffusers' FluxAttnProcessor.
+        query = attn.norm_q(_heads(attn.to_q(hidden_states), attn.head_dim))
+        key = attn.norm_k(_heads(attn.to_k(hidden_states), attn.head_dim))
+        value = _heads(attn.to_v(hidden_states), attn.head_dim)
+        if encoder_hidden_states is not None and attn.added_kv_proj_dim is not None:
+            eq = attn.norm_added_q(_heads(attn.add_q_proj(encoder_hidden_states), attn.head_dim))
+            ek = attn.norm_added_k(_heads(attn.add_k_proj(encoder_hidden_states), attn.head_dim))
+            ev = _heads(attn.add_v_proj(encoder_hidden_states), attn.head_dim)
+            query = torch.cat([eq, query], dim=1)
+            key = torch.cat([ek, key], dim=1)
+            value = torch.cat([ev, value], dim=1)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        return query, key, value
+
+    def _attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any
+    ) -> torch.Tensor:
+        out = dispatch_attention_fn(
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )
+        return out.flatten(2, 3).to(query.dtype)
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+        regional_mask: RegionalMask | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Joint attention of one FLUX block, regional where ``regional_mask`` applies.
+
+        Args:
+            attn: The block's ``FluxAttention``.
+            hidden_states: (B, N, D) image tokens (double-stream) or (B, T + N, D) (single).
+            encoder_hidden_states: (B, T, D) text tokens (double-stream blocks only).
+            attention_mask: Passed through when no regional mask applies.
+            image_rotary_emb: FLUX's rotary embedding of ``[text, image]`` positions.
+            regional_mask: This call's mask and schedule, or ``None``.
+
+        Returns:
+            As ``FluxAttnProcessor``: ``(image, text)`` outputs for double-stream blocks, the
+            joint output for single-stream ones.
+        """
+        query, key, value = self._qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
+        if regional_mask is None or not regional_mask.applies(self.block):
+            out = self._attend(query, key, value, attention_mask)
+        else:
+            out = self._attend(query, key, value, regional_mask.bias)
+            if regional_mask.base_ratio > 0:
+                # InstantX's blend: the image tokens mix in an unmasked pass; text stays masked.
+                base = self._attend(query, key, value, None)
+                t = regional_mask.text_length
+                ratio = regional_mask.base_ratio
+                image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
+                out = torch.cat([out[:, :t], image], dim=1)
+        if encoder_hidden_states is None:
+            return out
+        text, image = out.split_with_sizes(
+            [encoder_hidden_states.shape[1], out.shape[1] - encoder_hidden_states.shape[1]], dim=1
+        )
+        image = attn.to_out[1](attn.to_out[0](image.contiguous()))
+        return image, attn.to_add_out(text.contiguous())
+
+
+def install_regional_processors(transformer: Any) -> int:
+    """Put a :class:`RegionalFluxAttnProcessor` on every attention layer of a FLUX transformer.
+
+    Args:
+        transformer: A diffusers ``FluxTransformer2DModel``.
+
+    Returns:
+        The number of blocks (double-stream plus single-stream).
+    """
+    double = len(transformer.transformer_blocks)
+    processors: dict[str, RegionalFluxAttnProcessor] = {}
+    for name in transformer.attn_processors:
+        # "transformer_blocks.3.attn.processor" or "single_transformer_blocks.7.attn.processor".
+        kind, index = name.split(".")[:2]
+        offset = double if kind == "single_transformer_blocks" else 0
+        processors[name] = RegionalFluxAttnProcessor(offset + int(index))
+    transformer.set_attn_processor(processors)
+    return double + len(transformer.single_transformer_blocks)

@@ -1,0 +1,418 @@
+"""Omost's regional prompts on FLUX.1 as one readable pipeline.
+
+``OmostFluxPipeline.render`` turns a ``Canvas`` into images in numbered steps:
+
+1. check the inputs, and the parameters FLUX does not take (``family_params``);
+2. encode the canvas: every region's T5 sequence concatenated, CLIP pooled from the global
+   region (``encoding``), and the joint attention mask of its regions (``joint_mask``);
+3. prepare the starting latents: noise from CPU generators (a seed gives the same image on any
+   device), packed into 2x2 tokens, optionally on top of the blurred colour sketch by
+   flow-matching interpolation (``sketch_start``, ``flow_match``);
+4. denoise with flow-matching Euler on diffusers' FLUX schedule; the regional mask reaches the
+   attention processors (``attention_processor``) through ``joint_attention_kwargs`` in the first
+   ``regional_steps`` steps, at every ``regional_blocks``-th block, blended with an unmasked pass
+   by ``base_ratio``;
+5. the hires fix when ``hires_scale > 1.05`` (Omost's rule): decode, LANCZOS upscale, encode,
+   denoise again from ``hires_denoise``;
+6. decode with the VAE (``vae_codec``: per image, tiled above a size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from omost_schema import Canvas
+from PIL import Image
+
+from omost_renderer.pipeline_sdxl import hires_pass_size
+from omost_renderer.pipelines.family_params import FamilyParams, check_family_params
+from omost_renderer.pipelines.flow_match import (
+    FLUX_DEV_SCHEDULER,
+    flow_sigmas,
+    noised_start,
+    sample_euler,
+)
+from omost_renderer.pipelines.flux.attention_processor import (
+    RegionalMask,
+    install_regional_processors,
+)
+from omost_renderer.pipelines.flux.encoding import (
+    T5_MAX_TOKENS,
+    FluxPrompt,
+    FluxTextEncoders,
+    encode_canvas,
+)
+from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
+from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
+from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.sketch_start import sketch_start_pixels
+from omost_renderer.vae_codec import VaeCodec, uint8_to_pixels
+
+SAMPLER_NAME = "flow-match Euler"
+#: FLUX.1-dev's distilled guidance when a request leaves ``cfg`` unset (diffusers' default).
+DEFAULT_GUIDANCE = 3.5
+
+
+@dataclass(frozen=True)
+class RegionalSchedule:
+    """Where and how strongly the regional mask applies.
+
+    The defaults are InstantX Regional-Prompting-FLUX's: the mask in the first 10 steps, at every
+    block, blended with 20% of an unmasked pass.
+
+    Attributes:
+        regional_steps: The mask applies in the first this many steps of each pass.
+        regional_blocks: The mask applies at every this-many-th block (1: every block; 2:
+            alternating blocks, as InvokeAI does).
+        base_ratio: Share of an unmasked pass blended into the image tokens at masked blocks;
+            0 runs no unmasked pass.
+        image_attention: ``free`` or ``restricted`` image-to-image attention (``joint_mask``).
+        area_scale: The ``log(N / area)`` bias on region text keys.
+    """
+
+    regional_steps: int = 10
+    regional_blocks: int = 1
+    base_ratio: float = 0.2
+    image_attention: ImageAttention = ImageAttention.FREE
+    area_scale: bool = True
+
+    def __post_init__(self) -> None:
+        if self.regional_steps < 0 or self.regional_blocks < 1:
+            raise ValueError("regional_steps must be >= 0 and regional_blocks >= 1")
+        if not 0.0 <= self.base_ratio <= 1.0:
+            raise ValueError("base_ratio must be within 0..1")
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """Maps the steps of one pass onto the render's step count, with occasional previews."""
+
+    on_step: StepCallback | None
+    offset: int
+    total: int
+    preview_every: int
+    latent_size: tuple[int, int]
+
+    def __call__(self, index: int, latents: torch.Tensor, denoised: torch.Tensor) -> None:
+        if self.on_step is None:
+            return
+        step = self.offset + index + 1
+        show = step % self.preview_every == 0 or step == self.total
+        preview = packed_preview(denoised[0], *self.latent_size) if show else None
+        self.on_step(step, self.total, preview)
+
+
+@dataclass
+class _Conditioning:
+    """A render's text conditioning on the transformer's device, and its regional mask."""
+
+    prompt: FluxPrompt
+    mask: torch.Tensor | None
+    text_ids: torch.Tensor
+    image_ids: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OmostFluxPipeline:
+    """FLUX.1 with Omost's regional prompts; implements ``CanvasRenderer``.
+
+    Args:
+        transformer: A diffusers ``FluxTransformer2DModel``.
+        vae: A diffusers ``AutoencoderKL`` (FLUX's: 16 channels, ``shift_factor``).
+        encoders: CLIP and T5 tokenizers and encoders.
+        scheduler_config: The model's ``FlowMatchEulerDiscreteScheduler`` config.
+        model_name: Reported in each image's metadata.
+        schedule: Where the regional mask applies.
+        preview_every: A preview image every this many steps (and at the last).
+        max_region_tokens: T5 tokens of one region at most (T5's 512 by default).
+        regional: ``False`` keeps diffusers' stock processors (a reference for tests).
+    """
+
+    def __init__(
+        self,
+        transformer: Any,
+        vae: Any,
+        encoders: FluxTextEncoders,
+        *,
+        scheduler_config: dict[str, Any] | None = None,
+        model_name: str = "flux",
+        schedule: RegionalSchedule | None = None,
+        preview_every: int = 5,
+        max_region_tokens: int = T5_MAX_TOKENS,
+        regional: bool = True,
+    ) -> None:
+        self.transformer = transformer
+        self.vae = vae
+        self.codec = VaeCodec(vae)
+        self.encoders = encoders
+        self.scheduler_config = dict(scheduler_config or FLUX_DEV_SCHEDULER)
+        self.model_name = model_name
+        self.schedule = schedule or RegionalSchedule()
+        self.preview_every = preview_every
+        self.max_region_tokens = max_region_tokens
+        self.regional = regional
+        if regional:
+            # Once: the processors hold their block index only, never a render's state.
+            install_regional_processors(transformer)
+        self.vae_scale_factor = self.codec.scale_factor
+        # Model-space latents are (z - shift) * scale; the codec works with z * scale.
+        self._latent_offset = float(getattr(vae.config, "shift_factor", None) or 0.0) * float(
+            vae.config.scaling_factor
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the transformer runs."""
+        return self.transformer.device  # type: ignore[no-any-return]
+
+    @property
+    def family_params(self) -> FamilyParams:
+        """The request parameters this model takes, maps or refuses."""
+        distilled = bool(self.transformer.config.guidance_embeds)
+        return FamilyParams(
+            family="flux", cfg="guidance" if distilled else None, negative_prompt=False, hires=True
+        )
+
+    # -- 1. inputs ---------------------------------------------------------------------------
+    def check_inputs(self, params: RenderParams) -> None:
+        """Refuse sizes the packed latent cannot hold and parameters FLUX does not take.
+
+        Raises:
+            ValueError: When width or height is not a multiple of 16 (VAE 8x, 2x2 patches).
+            UnsupportedParamError: For a parameter this model does not take (``cfg`` without
+                distilled guidance, ``negative_prompt``), when the request sets it.
+        """
+        multiple = self.vae_scale_factor * PATCH
+        for side in (params.width, params.height):
+            if side % multiple:
+                raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+        check_family_params(self.family_params, params)
+
+    # -- 2. conditioning ---------------------------------------------------------------------
+    def condition(self, canvas: Canvas, latent_size: tuple[int, int]) -> _Conditioning:
+        """Encode the canvas and build its joint mask for a latent of ``latent_size``."""
+        processed = canvas.process()
+        prompt = encode_canvas(self.encoders, processed.conditions, self.max_region_tokens)
+        rows, cols = latent_size[0] // PATCH, latent_size[1] // PATCH
+        dtype = self.transformer.dtype
+        mask = None
+        if self.regional:
+            mask = joint_bias(
+                prompt.token_region,
+                prompt.masks,
+                rows,
+                cols,
+                image_attention=self.schedule.image_attention,
+                area_scale=self.schedule.area_scale,
+                dtype=dtype,
+            )
+        prompt = FluxPrompt(
+            prompt.embeds.to(self.device, dtype),
+            prompt.token_region,
+            prompt.masks,
+            prompt.pooled.to(self.device, dtype),
+        )
+        return _Conditioning(
+            prompt=prompt,
+            mask=None if mask is None else mask.to(self.device),
+            text_ids=torch.zeros(prompt.embeds.shape[1], 3, device=self.device, dtype=dtype),
+            image_ids=image_ids(rows, cols).to(self.device, dtype),
+        )
+
+    # -- 3. latents ----------------------------------------------------------------------------
+    def _noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        channels = self.transformer.config.in_channels // (PATCH * PATCH)
+        shape = (1, channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        # CPU generators: the same seed gives the same noise on every device.
+        noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+        return pack(torch.cat(noise)).to(self.device)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """VAE-encode pixels in [-1, 1], (k, 3, H, W), to packed model-space latents (float32)."""
+        latents = self.codec.encode(pixels).float() - self._latent_offset
+        return pack(latents).to(self.device)
+
+    def decode(self, tokens: torch.Tensor, height: int, width: int) -> list[Image.Image]:
+        """Decode packed latents of a ``height`` x ``width`` image to RGB images."""
+        size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        latents = unpack(tokens.float().cpu(), *size) + self._latent_offset
+        return [Image.fromarray(array) for array in self.codec.decode(latents)]
+
+    # -- 4. denoising --------------------------------------------------------------------------
+    def _guidance(self, params: RenderParams, k: int) -> torch.Tensor | None:
+        if not self.transformer.config.guidance_embeds:
+            return None
+        value = params.cfg if "cfg" in params.model_fields_set else DEFAULT_GUIDANCE
+        return torch.full((k,), value, device=self.device, dtype=torch.float32)
+
+    @torch.inference_mode()
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        conditioning: _Conditioning,
+        guidance: torch.Tensor | None,
+        progress: _Progress | None = None,
+    ) -> torch.Tensor:
+        """Run flow-matching Euler from packed ``latents`` (already at ``sigmas[0]``).
+
+        Args:
+            latents: float32 (k, N, 4C).
+            sigmas: Descending noise levels ending with 0.
+            conditioning: The canvas's text and mask.
+            guidance: FLUX.1-dev's distilled guidance per image, or ``None``.
+            progress: Reports each step.
+
+        Returns:
+            The denoised packed latents, float32 (k, N, 4C).
+        """
+        k = latents.shape[0]
+        prompt = conditioning.prompt
+        embeds = prompt.embeds.expand(k, -1, -1)
+        pooled = prompt.pooled.expand(k, -1)
+        dtype = self.transformer.dtype
+        regional = None
+        if conditioning.mask is not None:
+            regional = RegionalMask(
+                conditioning.mask,
+                embeds.shape[1],
+                self.schedule.regional_blocks,
+                self.schedule.base_ratio,
+            )
+
+        def velocity(step: int, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            masked = regional if step < self.schedule.regional_steps else None
+            kwargs = {"regional_mask": masked} if self.regional else None
+            out = self.transformer(
+                hidden_states=x.to(dtype),
+                encoder_hidden_states=embeds,
+                pooled_projections=pooled,
+                timestep=sigma.expand(k).to(self.device, dtype),
+                img_ids=conditioning.image_ids,
+                txt_ids=conditioning.text_ids,
+                guidance=guidance,
+                joint_attention_kwargs=kwargs,
+                return_dict=False,
+            )[0]
+            return out  # type: ignore[no-any-return]
+
+        return sample_euler(velocity, latents, sigmas.to(self.device), progress)
+
+    def _run(
+        self,
+        start: torch.Tensor | None,
+        noise: torch.Tensor,
+        steps: int,
+        strength: float,
+        conditioning: _Conditioning,
+        guidance: torch.Tensor | None,
+        progress: _Progress,
+    ) -> torch.Tensor:
+        sigmas = flow_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
+        latents = noised_start(start, noise, sigmas[0].to(self.device))
+        return self.denoise(latents, sigmas, conditioning, guidance, progress)
+
+    # -- the whole render ----------------------------------------------------------------------
+    def render(
+        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+    ) -> list[RenderedImage]:
+        """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
+
+        Args:
+            canvas: A validated canvas.
+            params: Size, steps, guidance, seed, hires fix and sketch start.
+            on_step: Called after every denoising step with an occasional preview; an exception
+                it raises stops the render and propagates.
+
+        Returns:
+            One image per seed, with the parameters that reproduce it.
+        """
+        # 1. inputs
+        self.check_inputs(params)
+        hires = hires_pass_size(params.width, params.height, params.hires_scale)
+        total = params.steps + (params.hires_steps if hires else 0)
+        seeds = [params.seed + i for i in range(params.num_images)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        guidance = self._guidance(params, len(seeds))
+        height, width = params.height, params.width
+        scale = self.vae_scale_factor
+
+        # 2. text and mask
+        conditioning = self.condition(canvas, (height // scale, width // scale))
+
+        # 3. starting latents
+        start = None
+        if params.sketch_strength is not None:
+            # One encode per render: every image starts from the same sketch latent.
+            sketch = canvas.process().initial_image
+            start = self.encode_pixels(sketch_start_pixels(sketch, height, width))
+        noise = self._noise(generators, height, width)
+
+        # 4. denoise
+        progress = _Progress(
+            on_step, 0, total, self.preview_every, (height // scale, width // scale)
+        )
+        latents = self._run(
+            start,
+            noise,
+            params.steps,
+            params.sketch_strength or 1.0,
+            conditioning,
+            guidance,
+            progress,
+        )
+
+        # 5. hires fix
+        if hires:
+            images = self.decode(latents, height, width)
+            width, height = hires
+            pixels = torch.cat(
+                [
+                    uint8_to_pixels(
+                        np.asarray(im.resize((width, height), Image.Resampling.LANCZOS))
+                    )
+                    for im in images
+                ]
+            )
+            start = self.encode_pixels(pixels)
+            conditioning = self.condition(canvas, (height // scale, width // scale))
+            progress = _Progress(
+                on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
+            )
+            latents = self._run(
+                start,
+                self._noise(generators, height, width),
+                params.hires_steps,
+                params.hires_denoise,
+                conditioning,
+                guidance,
+                progress,
+            )
+
+        # 6. decode
+        meta = self._metadata(params, width, height, guidance)
+        return [
+            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s})
+            for im, s in zip(self.decode(latents, height, width), seeds, strict=True)
+        ]
+
+    def _metadata(
+        self, params: RenderParams, width: int, height: int, guidance: torch.Tensor | None
+    ) -> dict[str, object]:
+        schedule = asdict(self.schedule)
+        schedule["image_attention"] = str(self.schedule.image_attention)
+        # FLUX takes neither a negative prompt nor a cfg scale: record what was used instead.
+        used = params.model_dump(exclude={"cfg", "negative_prompt"})
+        return {
+            **used,
+            "guidance": None if guidance is None else float(guidance[0]),
+            "model": self.model_name,
+            "family": "flux",
+            "sampler": SAMPLER_NAME,
+            "output_width": width,
+            "output_height": height,
+            "regional": schedule if self.regional else None,
+        }

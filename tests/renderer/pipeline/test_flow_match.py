@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+from omost_renderer.pipelines.flow_match import (
+    FLUX_DEV_SCHEDULER,
+    flow_sigmas,
+    noised_start,
+    sample_euler,
+    shift_mu,
+)
+
+
+def test_shift_mu_is_diffusers_calculate_shift() -> None:
+    for tokens in (16, 256, 1024, 4096):
+        assert shift_mu(tokens, FLUX_DEV_SCHEDULER) == pytest.approx(calculate_shift(tokens))
+
+
+def test_sigmas_are_diffusers_flux_schedule() -> None:
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX_DEV_SCHEDULER)
+    scheduler.set_timesteps(sigmas=[1.0 - i / 4 for i in range(4)], mu=calculate_shift(1024))
+    assert torch.equal(flow_sigmas(4, 1.0, 1024, FLUX_DEV_SCHEDULER), scheduler.sigmas.float())
+
+
+def test_img2img_runs_the_last_steps_of_a_longer_schedule() -> None:
+    full = flow_sigmas(8, 1.0, 256, FLUX_DEV_SCHEDULER)
+    partial = flow_sigmas(4, 0.5, 256, FLUX_DEV_SCHEDULER)
+    assert torch.equal(partial, full[4:])
+    x0, noise = torch.ones(1, 2), torch.zeros(1, 2)
+    assert torch.allclose(noised_start(x0, noise, torch.tensor(0.25)), torch.full((1, 2), 0.75))
+
+
+def test_euler_follows_a_straight_flow_to_its_target() -> None:
+    target, noise = torch.tensor([[2.0, -1.0]]), torch.tensor([[0.5, 0.5]])
+    sigmas = flow_sigmas(3, 1.0, 256, FLUX_DEV_SCHEDULER)
+    seen: list[int] = []
+
+    def velocity(step: int, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        seen.append(step)
+        return noise - target
+
+    out = sample_euler(velocity, noised_start(None, noise, sigmas[0]), sigmas, lambda i, x, d: None)
+    assert torch.allclose(out, target, atol=1e-6)
+    assert seen == [0, 1, 2]
