@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -23,6 +23,13 @@ from omost_cli.stack_plan import StackPlan
 
 _STOP_GRACE_S = 20.0
 _POLL_S = 0.5
+#: Exit status of a worker whose settings are wrong: restarting it cannot help.
+_EXIT_CONFIGURATION = 2
+#: A restartable process may be restarted this many times within ``_RESTART_WINDOW_S`` ...
+_MAX_RESTARTS = 5
+_RESTART_WINDOW_S = 600.0
+#: ... waiting this long before the first restart, doubling each time after.
+_RESTART_BACKOFF_S = 1.0
 
 
 class StackError(RuntimeError):
@@ -36,11 +43,33 @@ class ManagedProcess:
     name: str
     argv: list[str]
     env: dict[str, str]
+    #: Restart after a crash (workers exit non-zero on purpose when their device is lost or a
+    #: render hangs, and expect a supervisor to start them again, as compose and Kubernetes do).
+    restart: bool = False
     popen: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
         """Start the process in its own process group."""
         self.popen = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+
+    def restart_delay_s(self, now: float) -> float | None:
+        """Seconds to wait before restarting after a crash, or ``None`` when it must not restart.
+
+        Args:
+            now: ``time.monotonic()`` of the crash.
+
+        Returns:
+            The backoff before the next restart; ``None`` for a process that is not restartable,
+            exited with a configuration error, or crashed too often within the restart window.
+        """
+        code = self.exit_code()
+        if not self.restart or code in (None, 0, _EXIT_CONFIGURATION):
+            return None
+        recent = [t for t in self.restarts if now - t < _RESTART_WINDOW_S]
+        if len(recent) >= _MAX_RESTARTS:
+            return None
+        return _RESTART_BACKOFF_S * (1 << len(recent))
 
     def exit_code(self) -> int | None:
         """Return the exit code, or ``None`` while it runs."""
@@ -134,11 +163,13 @@ def build_processes(plan: StackPlan, redis_url: str) -> list[ManagedProcess]:
     ]
     worker = _executable("omost-renderer")
     if plan.gpus == 0:
-        processes.append(ManagedProcess("worker", [worker, "worker"], env))
+        processes.append(ManagedProcess("worker", [worker, "worker"], env, restart=True))
     for gpu in range(plan.gpus):
         # One worker per GPU, each seeing only its own device.
         gpu_env = {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}
-        processes.append(ManagedProcess(f"worker-gpu{gpu}", [worker, "worker"], gpu_env))
+        processes.append(
+            ManagedProcess(f"worker-gpu{gpu}", [worker, "worker"], gpu_env, restart=True)
+        )
     return processes
 
 
@@ -166,6 +197,34 @@ def _raise_if_dead(processes: list[ManagedProcess]) -> None:
         code = process.exit_code()
         if code is not None:
             raise StackError(f"{process.name} exited with code {code}")
+
+
+def supervise(processes: list[ManagedProcess]) -> None:
+    """Restart crashed restartable processes (with backoff); raise when anything else died.
+
+    Args:
+        processes: The running stack.
+
+    Raises:
+        StackError: A process that is not restartable exited, or a restartable one exited with a
+            configuration error or crashed more than ``_MAX_RESTARTS`` times in the window.
+    """
+    for process in processes:
+        code = process.exit_code()
+        if code is None:
+            continue
+        now = time.monotonic()
+        delay = process.restart_delay_s(now)
+        if delay is None:
+            raise StackError(f"{process.name} exited with code {code}")
+        print(
+            f"  {process.name} exited with code {code}; restarting it in {delay:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+        process.restarts.append(now)
+        process.start()
 
 
 def _announce(plan: StackPlan) -> None:
@@ -222,7 +281,7 @@ def run_stack(plan: StackPlan, ready_timeout_s: float = 3600.0) -> int:
             flush=True,
         )
         while True:
-            _raise_if_dead(processes)
+            supervise(processes)
             time.sleep(_POLL_S)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
