@@ -1,7 +1,8 @@
 """Build a renderer from a model reference.
 
 The reference is a hub id, a local folder in diffusers layout, a single ``.safetensors``
-checkpoint, or ``tiny`` (random components for CPU development).
+checkpoint, or a tiny name (``tiny``, ``tiny-flux``: random components for CPU development). Its
+family (SDXL or FLUX.1) is detected from the model (``pipelines.families``).
 
 UNet and text encoders run in the requested dtype (fp16 on CUDA by default). The VAE runs in the
 same dtype, except that SDXL's stock VAE overflows in float16: a float16 request runs it in
@@ -18,8 +19,11 @@ import torch
 
 from omost_renderer.encoding import TextEncoders
 from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.families import Family, detect_family
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 
 TINY = "tiny"
+TINY_FLUX = "tiny-flux"
 
 
 def default_device() -> str:
@@ -111,18 +115,36 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None) -> dic
     }
 
 
+def _load_flux(
+    model: str, device: str, dtype: torch.dtype, single_file_config: str | None
+) -> OmostFluxPipeline:
+    from omost_renderer.pipelines.flux.loading import flux_from_components, load_flux_components
+
+    if model == TINY_FLUX:
+        from omost_renderer.pipelines.flux.tiny import tiny_flux_components
+
+        components = tiny_flux_components()
+    else:
+        components = load_flux_components(model, dtype, single_file_config)
+    upcast = bool(getattr(components["vae"].config, "force_upcast", True))
+    return flux_from_components(
+        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model
+    )
+
+
 def load_renderer(
     model: str,
     device: str | None = None,
     dtype: torch.dtype | None = None,
     *,
     single_file_config: str | None = None,
-) -> OmostSDXLPipeline:
-    """Load the Omost SDXL renderer.
+) -> OmostSDXLPipeline | OmostFluxPipeline:
+    """Load the Omost renderer of the model's family (SDXL or FLUX.1).
 
     Args:
-        model: ``tiny``, a ``.safetensors`` file, a local folder in diffusers layout, or a hub id
-            (e.g. ``SG161222/RealVisXL_V4.0``).
+        model: ``tiny``, ``tiny-flux``, a ``.safetensors`` file, a local folder in diffusers
+            layout, or a hub id (e.g. ``SG161222/RealVisXL_V4.0``,
+            ``black-forest-labs/FLUX.1-schnell``).
         device: ``cuda``, ``cuda:1``, ``cpu``...; default ``cuda`` when available.
         dtype: UNet and text encoder precision; default fp16 on CUDA, float32 on CPU.
         single_file_config: For a ``.safetensors`` file: a hub id or local diffusers folder whose
@@ -133,6 +155,8 @@ def load_renderer(
     """
     device = device or default_device()
     dtype = dtype or default_dtype(device)
+    if detect_family(model, single_file_config) is Family.FLUX:
+        return _load_flux(model, device, dtype, single_file_config)
     if model == TINY:
         from omost_renderer.tiny import tiny_components
 

@@ -1,0 +1,90 @@
+"""Build the regional FLUX.1 renderer from a hub id, a diffusers folder or a single file.
+
+Transformer and text encoders run in the requested dtype (bfloat16 is FLUX's own; float16 on
+CUDA by default, as for SDXL); the VAE follows ``loading.vae_dtype``. The scheduler config comes
+from the model (schnell's has no dynamic shifting, dev's has); FLUX.1-schnell has no distilled
+guidance (``guidance_embeds: false``), so ``cfg`` is refused for it and mapped to the guidance
+value for dev.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+
+
+def _components(model: str, dtype: torch.dtype, transformer: Any | None = None) -> dict[str, Any]:
+    """Every FLUX component of a diffusers folder or hub id (``transformer`` given or loaded)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel
+
+    if transformer is None:
+        transformer = FluxTransformer2DModel.from_pretrained(  # type: ignore[no-untyped-call]
+            model, subfolder="transformer", torch_dtype=dtype
+        )
+    return {
+        "transformer": transformer,
+        "vae": AutoencoderKL.from_pretrained(model, subfolder="vae"),  # type: ignore[no-untyped-call]
+        "encoders": FluxTextEncoders(
+            tokenizer=CLIPTokenizer.from_pretrained(model, subfolder="tokenizer"),
+            text_encoder=CLIPTextModel.from_pretrained(
+                model, subfolder="text_encoder", torch_dtype=dtype
+            ),
+            tokenizer_2=AutoTokenizer.from_pretrained(model, subfolder="tokenizer_2"),
+            text_encoder_2=T5EncoderModel.from_pretrained(
+                model, subfolder="text_encoder_2", torch_dtype=dtype
+            ),
+        ),
+        "scheduler_config": dict(
+            FlowMatchEulerDiscreteScheduler.load_config(model, subfolder="scheduler")
+        ),
+    }
+
+
+def load_flux_components(
+    model: str, dtype: torch.dtype, single_file_config: str | None = None
+) -> dict[str, Any]:
+    """Load FLUX.1 from a folder, a hub id, or a single transformer ``.safetensors`` file.
+
+    Args:
+        model: The reference.
+        dtype: Weights' dtype.
+        single_file_config: For a single file: the diffusers folder or hub id that holds the
+            configs, the VAE and the text encoders (a single FLUX file is the transformer only).
+
+    Returns:
+        Keyword arguments of :class:`OmostFluxPipeline`.
+
+    Raises:
+        FileNotFoundError: For a missing single file.
+        ValueError: For a single file without ``single_file_config``.
+    """
+    if not model.endswith(".safetensors"):
+        return _components(model, dtype)
+    from diffusers import FluxTransformer2DModel
+
+    if not Path(model).is_file():
+        raise FileNotFoundError(f"single-file checkpoint {model} does not exist")
+    if single_file_config is None:
+        raise ValueError("a single FLUX file needs single_file_config (its VAE and encoders)")
+    transformer = FluxTransformer2DModel.from_single_file(
+        model, config=single_file_config, subfolder="transformer", torch_dtype=dtype
+    )
+    return _components(single_file_config, dtype, transformer)
+
+
+def flux_from_components(
+    components: dict[str, Any], device: str, dtype: torch.dtype, vae_dtype: torch.dtype, name: str
+) -> OmostFluxPipeline:
+    """Move loaded components to ``device`` and build the pipeline named ``name``."""
+    components["transformer"].to(device=device, dtype=dtype).eval()
+    components["vae"].to(device=device, dtype=vae_dtype).eval()
+    encoders: FluxTextEncoders = components["encoders"]
+    for module in (encoders.text_encoder, encoders.text_encoder_2):
+        module.to(device=device, dtype=dtype).eval()
+    return OmostFluxPipeline(**components, model_name=name)
