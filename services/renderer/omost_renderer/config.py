@@ -24,6 +24,11 @@ class Settings(BaseSettings):
         description="Pipeline to load: a hub id, a local folder, a .safetensors file, or `tiny`"
         " (random weights, for tests and CPU demos). A worker needs it unless `factory` is set.",
     )
+    default_model: str | None = Field(
+        default=None,
+        description="Served model that renders a job sent without `model`; when unset, the only"
+        " model a live worker serves (several served: `model` is required).",
+    )
     single_file_config: str | None = Field(
         default=None,
         description="For a .safetensors `model`: hub id or local diffusers folder with its configs"

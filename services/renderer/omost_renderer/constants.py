@@ -4,7 +4,11 @@ Keys are shaped ``omost:render:<kind>[:<id>]`` so one Redis can be shared with o
 """
 
 #: The job stream: one entry ``{job: <id>}`` per queued attempt; entries are deleted once acked.
+#: Jobs of a named model go to that model's stream (``stream_key``); this one holds the jobs of
+#: workers that serve no named model (a ``factory`` pipeline).
 STREAM_KEY = "omost:render:stream"
+#: Set of the model names that have a job stream of their own (for ``/metrics``).
+MODELS_KEY = "omost:render:models"
 #: The single consumer group every worker reads the job stream with.
 GROUP_NAME = "omost-render-workers"
 #: Jobs that could not be completed within their attempts (never trimmed by the service).
@@ -47,6 +51,16 @@ PREVIEW_TTL_S = 30
 WAIT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 #: Histogram bucket upper bounds (seconds) for the time from start to finish.
 RUN_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+def stream_key(model: str | None) -> str:
+    """Return the job stream of a model's jobs (``STREAM_KEY`` for no named model)."""
+    return STREAM_KEY if model is None else f"{STREAM_KEY}:{model}"
+
+
+def canceled_key(model: str | None) -> str:
+    """Return the sorted set of entries canceled while queued in a model's stream."""
+    return CANCELED_KEY if model is None else f"{CANCELED_KEY}:{model}"
 
 
 def job_key(job_id: str) -> str:

@@ -60,10 +60,10 @@ class QueueStats:
     counters: dict[str, str]
 
 
-async def ensure_group(redis: Redis) -> None:
+async def ensure_group(redis: Redis, stream: str = constants.STREAM_KEY) -> None:
     """Create the stream and its consumer group unless they exist."""
     try:
-        await redis.xgroup_create(constants.STREAM_KEY, constants.GROUP_NAME, id="0", mkstream=True)
+        await redis.xgroup_create(stream, constants.GROUP_NAME, id="0", mkstream=True)
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
@@ -84,6 +84,8 @@ class JobQueue:
         self._submit = redis.register_script(queue_scripts.SUBMIT)
         self._cancel = redis.register_script(queue_scripts.CANCEL)
         self._position = redis.register_script(queue_scripts.POSITION)
+        # Streams whose consumer group this process has made sure of (one per model).
+        self._streams: set[str] = {constants.STREAM_KEY}
 
     async def submit(
         self,
@@ -108,6 +110,7 @@ class JobQueue:
         """
         job_id = uuid.uuid4().hex
         believed = ""
+        await self._ensure_stream(request.model)
         for _ in range(_MAX_LOOKUPS):
             outcome, value = await self._submit_once(
                 job_id, request, idempotency_key, believed, notes or JobNotes()
@@ -146,7 +149,7 @@ class JobQueue:
         queued_event = json.dumps({"status": "queued", "attempt": 0})
         result = await self._submit(
             keys=[
-                constants.STREAM_KEY,
+                constants.stream_key(request.model),
                 constants.job_key(job_id),
                 constants.idempotency_key(idempotency_key or ""),
                 constants.events_key(job_id),
@@ -168,6 +171,24 @@ class JobQueue:
         )
         return str(result[0]), str(result[1])
 
+    async def _ensure_stream(self, model: str | None) -> None:
+        """Make sure a model's stream and group exist, and list it for ``stats``."""
+        stream = constants.stream_key(model)
+        if stream in self._streams:
+            return
+        await ensure_group(self.redis, stream)
+        if model is not None:
+            await self.redis.sadd(constants.MODELS_KEY, model)
+        self._streams.add(stream)
+
+    async def _job_model(self, job_id: str) -> str | None:
+        """The model of a job's stream, read from its request (``None`` once it is gone)."""
+        raw = await self.redis.hget(constants.job_key(job_id), "request")
+        if not raw:
+            return None
+        model = json.loads(raw).get("model")
+        return model if isinstance(model, str) else None
+
     async def get(self, job_id: str) -> dict[str, str] | None:
         """Return the job hash, or ``None`` when there is no such job (or it expired)."""
         fields = cast(dict[str, str], await self.redis.hgetall(constants.job_key(job_id)))
@@ -182,9 +203,14 @@ class JobQueue:
         Returns:
             The position, or ``None`` when the job is not queued.
         """
+        model = await self._job_model(job_id)
         position = int(
             await self._position(
-                keys=[constants.STREAM_KEY, constants.job_key(job_id), constants.CANCELED_KEY],
+                keys=[
+                    constants.stream_key(model),
+                    constants.job_key(job_id),
+                    constants.canceled_key(model),
+                ],
                 args=[constants.GROUP_NAME],
             )
         )
@@ -199,12 +225,13 @@ class JobQueue:
             ``missing``, ``canceled``, ``requested``, or the job's final status.
         """
         canceled_event = json.dumps({"status": "canceled"})
+        model = await self._job_model(job_id)
         outcome: str = await self._cancel(
             keys=[
-                constants.STREAM_KEY,
+                constants.stream_key(model),
                 constants.job_key(job_id),
                 constants.events_key(job_id),
-                constants.CANCELED_KEY,
+                constants.canceled_key(model),
             ],
             args=[
                 repr(time.time()),
@@ -255,20 +282,25 @@ class JobQueue:
     async def stats(self) -> QueueStats:
         """Read the gauges and counters ``/metrics`` exports, in O(1) or O(log n) commands."""
         now = time.time()
+        models = cast(set[str], await self.redis.smembers(constants.MODELS_KEY))
+        streams = [constants.STREAM_KEY, *(constants.stream_key(m) for m in sorted(models))]
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(constants.STREAM_KEY)
+            for stream in streams:
+                pipe.xlen(stream)
             pipe.xlen(constants.DEAD_LETTER_KEY)
             pipe.hgetall(constants.METRICS_KEY)
             # Workers that died without a clean exit leave a member whose time has passed.
             pipe.zremrangebyscore(constants.WORKERS_KEY, "-inf", now)
             pipe.zcard(constants.WORKERS_KEY)
-            depth, dead, counters, _, workers = await pipe.execute()
+            *lengths, dead, counters, _, workers = await pipe.execute()
+        depth = sum(int(length) for length in lengths)
         pending = 0
-        try:
-            summary = await self.redis.xpending(constants.STREAM_KEY, constants.GROUP_NAME)
-            pending = int(summary["pending"])
-        except ResponseError:
-            pending = 0  # no group yet: nothing can be pending
+        for stream in streams:
+            try:
+                summary = await self.redis.xpending(stream, constants.GROUP_NAME)
+                pending += int(summary["pending"])
+            except ResponseError:
+                pass  # no group yet: nothing can be pending
         return QueueStats(
             depth=int(depth),
             pending=pending,

@@ -33,6 +33,8 @@ class JobRequest(BaseModel):
 
     canvas: Canvas
     params: RenderParams
+    #: The served model that renders it (its stream); ``None``: a worker serving no named model.
+    model: str | None = None
 
 
 class CodeCorrection(BaseModel):

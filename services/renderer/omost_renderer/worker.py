@@ -33,6 +33,7 @@ from omost_renderer.errors import FencedOutError, JobCanceledError, JobReleasedE
 from omost_renderer.job_failures import FailureKind, classify
 from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s
 from omost_renderer.jobs import ImageRecord, JobRequest, JobStatus
+from omost_renderer.pipelines.family_params import family_params_of
 from omost_renderer.rendering import CanvasRenderer, RenderedImage, StepCallback
 from omost_renderer.results_cleanup import ResultsCleanup
 from omost_renderer.storage import ResultStore, image_key
@@ -117,6 +118,7 @@ class Worker:
         self._started_at = time.time()
         self._next_reclaim = 0.0
         self.cleanup = ResultsCleanup(settings, self.queue, store, self.errors)
+        self._family = family_params_of(renderer)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop taking jobs; finish the current one within ``grace_s``, else release it."""
@@ -147,7 +149,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 if not group_ready:
-                    ensure_group(self.queue.redis)
+                    ensure_group(self.queue.redis, self.queue.stream)
                     group_ready = True
                 self.cleanup.maybe_run()
                 self.run_once()
@@ -223,6 +225,10 @@ class Worker:
             "jobs_done": self.jobs_done,
             "job": running.job.claim.job_id if running else None,
             "errors": self.errors.snapshot(),
+            # What the API lists in GET /v1/models and checks requests against.
+            "model": self.settings.model,
+            "family": self._family.family,
+            "capabilities": self._family.capabilities(),
         }
         try:
             self.queue.count_errors(counts)

@@ -39,23 +39,28 @@ class StartedJob:
     request_json: str
 
 
-def ensure_group(redis: Redis) -> None:
+def ensure_group(redis: Redis, stream: str = constants.STREAM_KEY) -> None:
     """Create the stream and its consumer group unless they exist."""
     try:
-        redis.xgroup_create(constants.STREAM_KEY, constants.GROUP_NAME, id="0", mkstream=True)
+        redis.xgroup_create(stream, constants.GROUP_NAME, id="0", mkstream=True)
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
 
 
 class WorkerQueue:
-    """Queue operations of one worker (one consumer of the group)."""
+    """Queue operations of one worker (one consumer of the group of its model's stream)."""
 
     def __init__(self, redis: Redis, settings: Settings, consumer: str) -> None:
-        """Use ``redis`` (``decode_responses=True``) as consumer ``consumer``."""
+        """Use ``redis`` (``decode_responses=True``) as consumer ``consumer``.
+
+        The worker claims only the jobs of the model it serves (``settings.model``): they are
+        the entries of that model's stream.
+        """
         self.redis = redis
         self.settings = settings
         self.consumer = consumer
+        self.stream = constants.stream_key(settings.model)
         self._start = redis.register_script(queue_scripts.START)
         self._progress = redis.register_script(queue_scripts.PROGRESS)
         self._heartbeat = redis.register_script(queue_scripts.HEARTBEAT)
@@ -73,7 +78,7 @@ class WorkerQueue:
         cursor = "0-0"
         while True:
             answer = self.redis.xautoclaim(
-                constants.STREAM_KEY,
+                self.stream,
                 constants.GROUP_NAME,
                 self.consumer,
                 min_idle_time=min_idle_ms,
@@ -85,7 +90,7 @@ class WorkerQueue:
             for entry_id, fields in answer[1]:
                 if fields:
                     return Claim(entry_id=entry_id, job_id=fields["job"])
-                self.redis.xack(constants.STREAM_KEY, constants.GROUP_NAME, entry_id)
+                self.redis.xack(self.stream, constants.GROUP_NAME, entry_id)
             cursor = str(answer[0])
             if cursor == "0-0":
                 return None
@@ -98,7 +103,7 @@ class WorkerQueue:
         """
         idle_ms = int(self.settings.reclaim_after_s * 1000) + 1000
         self.redis.xclaim(
-            constants.STREAM_KEY,
+            self.stream,
             constants.GROUP_NAME,
             self.consumer,
             0,
@@ -114,7 +119,7 @@ class WorkerQueue:
             self.redis.xreadgroup(
                 constants.GROUP_NAME,
                 self.consumer,
-                {constants.STREAM_KEY: ">"},
+                {self.stream: ">"},
                 count=1,
                 block=block_ms,
             ),
@@ -129,7 +134,7 @@ class WorkerQueue:
         key = constants.job_key(claim.job_id)
         outcome = self._start(
             keys=[
-                constants.STREAM_KEY,
+                self.stream,
                 key,
                 constants.DEAD_LETTER_KEY,
                 constants.events_key(claim.job_id),
@@ -170,7 +175,7 @@ class WorkerQueue:
     def heartbeat(self, job: StartedJob) -> bool:
         """Reset the idle time of the job's entry; ``False`` when a newer attempt owns it."""
         owned = self._heartbeat(
-            keys=[constants.STREAM_KEY, constants.job_key(job.claim.job_id)],
+            keys=[self.stream, constants.job_key(job.claim.job_id)],
             args=[constants.GROUP_NAME, self.consumer, job.claim.entry_id, job.attempt],
         )
         return bool(owned)
@@ -190,7 +195,7 @@ class WorkerQueue:
         pairs = [item for pair in fields.items() for item in pair]
         done = self._finish(
             keys=[
-                constants.STREAM_KEY,
+                self.stream,
                 constants.job_key(job.claim.job_id),
                 constants.events_key(job.claim.job_id),
                 constants.DEAD_LETTER_KEY,
@@ -216,7 +221,7 @@ class WorkerQueue:
         event = json.dumps({"status": "queued", "attempt": attempt})
         entry = self._requeue(
             keys=[
-                constants.STREAM_KEY,
+                self.stream,
                 constants.job_key(job.claim.job_id),
                 constants.events_key(job.claim.job_id),
             ],

@@ -9,7 +9,7 @@ parameter left at its default is never an error: the default means "the family's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from omost_renderer.rendering import RenderParams
 
@@ -71,3 +71,9 @@ def check_family_params(family: FamilyParams, params: RenderParams) -> None:
         raise UnsupportedParamError(
             "hires_scale", f"{family.family} models have no hires fix; leave hires_scale unset"
         )
+
+
+def family_params_of(renderer: Any) -> FamilyParams:
+    """The parameters a loaded renderer takes: its ``family_params``, SDXL's when it has none."""
+    params = getattr(renderer, "family_params", None)
+    return params if isinstance(params, FamilyParams) else FamilyParams(family="sdxl")
