@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
+from fastapi.testclient import TestClient
 from omost_renderer import constants
+from omost_renderer.api import create_app
 from omost_renderer.api.models import resolve_model, route_job, served_models
 from omost_renderer.config import Settings
 from omost_renderer.errors import InvalidRequestError
@@ -17,6 +21,9 @@ from omost_renderer.job_queue import JobQueue
 from omost_renderer.jobs import JobRequest
 from omost_renderer.pipelines.family_params import FamilyParams
 from omost_renderer.rendering import RenderParams
+from openai import BadRequestError, OpenAI
+from PIL import Image
+from pytest_httpserver import HTTPServer
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from service_support import WorkerThread, make_settings, wait_for
@@ -36,7 +43,7 @@ def _request(model: str | None, **params: object) -> JobRequest:
             "canvas": canvas_json(),
             "params": RenderParams(width=64, height=64, steps=2, **params),
             "model": model,
-        }  # fmt: skip
+        }
     )
 
 
@@ -131,3 +138,88 @@ def test_resolve_model_default_only_served_or_unknown() -> None:
     assert resolve_model(None, Settings(model="tiny"), []) == "tiny"
     assert resolve_model(None, plain, []) is None
     assert json.loads(_request("x").model_dump_json())["model"] == "x"
+
+
+@pytest.fixture
+def two_families(
+    redis_url: str, tmp_path: Path, start_worker: Callable[..., WorkerThread]
+) -> Settings:
+    """Workers of the tiny SDXL and the tiny FLUX pipelines, each serving its own model."""
+    from omost_renderer.pipelines.flux.tiny import build_tiny_flux
+    from omost_renderer.tiny import build_tiny_renderer
+
+    sdxl = make_settings(redis_url, tmp_path / "r", model="tiny")
+    flux = make_settings(redis_url, tmp_path / "r", model="tiny-flux")
+    start_worker(build_tiny_renderer(), sdxl, name="sdxl-worker")
+    start_worker(build_tiny_flux(guidance=False), flux, name="flux-worker")
+    return sdxl
+
+
+def _wait_models(client: TestClient, count: int) -> list[dict[str, object]]:
+    listed: list[dict[str, object]] = []
+
+    def served() -> bool:
+        answer = client.get("/v1/models").json()
+        assert answer["object"] == "list"
+        listed[:] = answer["data"]
+        return len(listed) == count
+
+    wait_for(served, what="the workers' models")
+    return listed
+
+
+def test_every_family_renders_through_the_service_by_model(
+    two_families: Settings, redis_client: Redis
+) -> None:
+    with TestClient(create_app(two_families)) as client:
+        listed = _wait_models(client, 2)
+        assert [(m["id"], m["family"]) for m in listed] == [("tiny", "sdxl"), ("tiny-flux", "flux")]
+        flux_caps = listed[1]["capabilities"]
+        assert flux_caps == {"cfg": None, "negative_prompt": False, "hires": True}
+        body = {"canvas": canvas_json(), "width": 64, "height": 64, "steps": 2}
+        answers = {
+            m: client.post("/v1/renders", json={**body, "model": m}) for m in ("tiny", "tiny-flux")
+        }
+        ids = {m: a.json()["id"] for m, a in answers.items()}
+        for model, job_id in ids.items():
+            wait_for(lambda j=job_id: _field(redis_client, j, "status") == "succeeded")
+            png = client.get(f"/v1/renders/{job_id}/images/0")
+            assert Image.open(io.BytesIO(png.content)).size == (64, 64)
+            expected = "sdxl-worker" if model == "tiny" else "flux-worker"
+            assert _field(redis_client, job_id, "worker") == expected
+
+        unknown = client.post("/v1/renders", json={**body, "model": "dall-e-3"})
+        assert unknown.status_code == 400
+        error = unknown.json()["error"]
+        assert error["param"] == "model"
+        assert "tiny-flux" in error["message"]
+        # Several models and no default: a job must name one.
+        assert client.post("/v1/renders", json=body).json()["error"]["code"] == "model_required"
+        refused = client.post("/v1/renders", json={**body, "model": "tiny-flux", "cfg": 4.0})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == "cfg"
+
+
+def test_images_api_takes_model(
+    two_families: Settings, httpserver: HTTPServer, redis_client: Redis
+) -> None:
+    httpserver.expect_request("/v1/canvases", method="POST").respond_with_json(
+        {"canvas": canvas_json("a lighthouse at dusk"), "code": "canvas = Canvas()"}
+    )
+    settings = two_families.model_copy(
+        update={"llm_url": httpserver.url_for("/").rstrip("/"), "images_steps": 2}
+    )
+    with TestClient(create_app(settings)) as client:
+        _wait_models(client, 2)
+        sdk = OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client)
+        result = sdk.images.generate(
+            model="tiny-flux", prompt="a lighthouse", size="64x64", response_format="b64_json"
+        )
+        assert result.data is not None
+        image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
+        assert image.size == (64, 64)
+        asked = len(httpserver.log)
+        with pytest.raises(BadRequestError, match="not served"):
+            sdk.images.generate(model="dall-e-3", prompt="a lighthouse", size="64x64")
+        # Refused before the LLM was asked for a canvas.
+        assert len(httpserver.log) == asked

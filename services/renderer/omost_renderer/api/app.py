@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 
 from omost_renderer.api import route_docs
 from omost_renderer.api.images import router as images_router
+from omost_renderer.api.models import router as models_router
 from omost_renderer.api.renders import router as renders_router
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.api.web import include_web
@@ -182,6 +183,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = RendererApp(title="omost-renderer", version="0.1.0", lifespan=lifespan)
     _install_error_handlers(app, settings)
     app.include_router(health_router)
+    # The served models are no secret, like /ready: listed without an API key.
+    app.include_router(models_router)
     app.include_router(renders_router)
     app.include_router(images_router)
     include_web(app, llm_url=settings.llm_url, llm_timeout_s=settings.llm_timeout_s)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omost_renderer.api import route_docs
 from omost_renderer.api.disconnect import unless_disconnected
+from omost_renderer.api.models import route_model
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import (
     ClientClosedError,
@@ -44,7 +45,8 @@ class ImageGenerationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     prompt: Annotated[str, Field(min_length=1, max_length=4000)]
-    model: str | None = None
+    #: A served model (``GET /v1/models``); unset: the default model. Others are refused.
+    model: Annotated[str | None, Field(max_length=200)] = None
     n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
     size: str = "1024x1024"
     response_format: Literal["url", "b64_json"] = "url"
@@ -150,12 +152,14 @@ async def _generate(
     jobs: list[str],
 ) -> ImagesResponse:
     """Compose, queue and wait; the job's id is added to ``jobs`` as soon as it is queued."""
-    canvas = await _compose(state, body.prompt)
     params = RenderParams(
         width=width, height=height, num_images=body.n, steps=state.settings.images_steps
     )
+    # The model first: an unknown one is refused before the LLM is asked for a canvas.
+    model = await route_model(state.redis, state.settings, body.model, params)
+    canvas = await _compose(state, body.prompt)
     with anyio.CancelScope(shield=True):  # a job once queued is always known, to be canceled
-        submission = await state.queue.submit(JobRequest(canvas=canvas, params=params))
+        submission = await state.queue.submit(JobRequest(canvas=canvas, params=params, model=model))
         jobs.append(submission.job_id)
     fields = await _wait(state, submission.job_id)
     if fields["status"] != JobStatus.SUCCEEDED:

@@ -117,17 +117,25 @@ def resolve_model(
     return settings.model
 
 
-async def route_job(
-    redis: Redis, settings: Settings, requested: str | None, job: JobRequest
-) -> JobRequest:
-    """The job with its model resolved, its parameters checked against the model's family.
+async def route_model(
+    redis: Redis, settings: Settings, requested: str | None, params: RenderParams
+) -> str | None:
+    """The model a job goes to, its parameters checked against the model's family.
 
     Raises:
         InvalidRequestError: Unknown model, or a parameter the model's family does not take.
     """
     served = await served_models(redis)
     model = resolve_model(requested, settings, served)
-    check_params(model, served, job.params)
+    check_params(model, served, params)
+    return model
+
+
+async def route_job(
+    redis: Redis, settings: Settings, requested: str | None, job: JobRequest
+) -> JobRequest:
+    """The job with its model resolved (:func:`route_model`)."""
+    model = await route_model(redis, settings, requested, job.params)
     return job.model_copy(update={"model": model})
 
 

@@ -12,10 +12,11 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from omost_schema import Canvas, CanvasCodeError, ErrorResponse, debug_png, parse_code
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from redis.exceptions import RedisError
 
 from omost_renderer.api import route_docs
+from omost_renderer.api.models import route_job
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
 from omost_renderer.job_queue import JobEvent
@@ -45,6 +46,8 @@ class RenderRequest(RenderParams):
 
     canvas: Canvas | None = None
     code: str | None = None
+    #: A served model (``GET /v1/models``); unset: the default model. Not a render parameter.
+    model: str | None = Field(default=None, max_length=200, exclude=True)
 
     @model_validator(mode="after")
     def _one_canvas(self) -> RenderRequest:
@@ -111,6 +114,7 @@ async def submit_render(
     The same key with a different request answers 422; a key whose job has expired is free.
     """
     job, notes = body.to_job()
+    job = await route_job(state.redis, state.settings, body.model, job)
     submission = await state.queue.submit(job, idempotency_key, notes)
     if submission.created and (notes.corrections or notes.warnings):
         logger.info(

@@ -3,7 +3,9 @@
 ``RenderParams`` carries SDXL's knobs. A family that lacks one (FLUX has no negative prompt;
 FLUX.1-schnell has no guidance at all) refuses a request that sets it explicitly; a family that
 has it under another meaning maps it (``cfg`` is FLUX.1-dev's distilled guidance value). A
-parameter left at its default is never an error: the default means "the family's default".
+parameter at its default value counts as unset, whether a client sent it or not (a job's
+parameters travel as JSON with every field), and is never an error: the default means "the
+family's default".
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class FamilyParams:
         return {"cfg": self.cfg, "negative_prompt": self.negative_prompt, "hires": self.hires}
 
 
+def is_set(params: RenderParams, name: str) -> bool:
+    """Whether a parameter differs from its default (what "the request sets it" means here)."""
+    return bool(getattr(params, name) != RenderParams.model_fields[name].default)
+
+
 def check_family_params(family: FamilyParams, params: RenderParams) -> None:
     """Refuse parameters that the request sets and the family does not take.
 
@@ -58,16 +65,15 @@ def check_family_params(family: FamilyParams, params: RenderParams) -> None:
     Raises:
         UnsupportedParamError: Naming the first such parameter.
     """
-    given = params.model_fields_set
-    if family.cfg is None and "cfg" in given:
+    if family.cfg is None and is_set(params, "cfg"):
         raise UnsupportedParamError(
             "cfg", f"{family.family} models of this kind take no guidance scale; leave cfg unset"
         )
-    if not family.negative_prompt and "negative_prompt" in given:
+    if not family.negative_prompt and is_set(params, "negative_prompt"):
         raise UnsupportedParamError(
             "negative_prompt", f"{family.family} models take no negative prompt; leave it unset"
         )
-    if not family.hires and "hires_scale" in given and params.hires:
+    if not family.hires and params.hires:
         raise UnsupportedParamError(
             "hires_scale", f"{family.family} models have no hires fix; leave hires_scale unset"
         )

@@ -28,7 +28,7 @@ from omost_schema import Canvas
 from PIL import Image
 
 from omost_renderer.pipeline_sdxl import hires_pass_size
-from omost_renderer.pipelines.family_params import FamilyParams, check_family_params
+from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
     flow_sigmas,
@@ -183,7 +183,7 @@ class OmostFluxPipeline:
         Raises:
             ValueError: When width or height is not a multiple of 16 (VAE 8x, 2x2 patches).
             UnsupportedParamError: For a parameter this model does not take (``cfg`` without
-                distilled guidance, ``negative_prompt``), when the request sets it.
+                distilled guidance, ``negative_prompt``), when it is not at its default.
         """
         multiple = self.vae_scale_factor * PATCH
         for side in (params.width, params.height):
@@ -245,7 +245,7 @@ class OmostFluxPipeline:
     def _guidance(self, params: RenderParams, k: int) -> torch.Tensor | None:
         if not self.transformer.config.guidance_embeds:
             return None
-        value = params.cfg if "cfg" in params.model_fields_set else DEFAULT_GUIDANCE
+        value = params.cfg if is_set(params, "cfg") else DEFAULT_GUIDANCE
         return torch.full((k,), value, device=self.device, dtype=torch.float32)
 
     @torch.inference_mode()
