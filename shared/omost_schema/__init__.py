@@ -12,6 +12,7 @@ from omost_schema.geometry import GRID_SIZE, Rect, pixel_rect, region_rect
 from omost_schema.grammar import canvas_grammar
 from omost_schema.json_grammar import canvas_json_grammar
 from omost_schema.json_schema import canvas_json_schema
+from omost_schema.limits import COMPACT_BUDGET, FULL_BUDGET, CanvasBudget
 from omost_schema.names import correct_name
 from omost_schema.sketch import debug_png, sketch_image
 from omost_schema.vocab import (
@@ -30,11 +31,14 @@ __all__ = [
     "AREAS",
     "COLORS",
     "COLOR_NAMES",
+    "COMPACT_BUDGET",
+    "FULL_BUDGET",
     "GRID_SIZE",
     "LOCATIONS",
     "OFFSETS",
     "Area",
     "Canvas",
+    "CanvasBudget",
     "CanvasCodeError",
     "ColorName",
     "Correction",

@@ -6,10 +6,11 @@ The grammar is in the GBNF dialect that xgrammar (``xgrammar.Grammar.from_ebnf``
 It describes the program as the Omost models write it (and as ``Canvas.to_code()`` prints it):
 
 - optional comment and blank lines, ``canvas = Canvas()``, one ``canvas.set_global_description(``
-  call, then up to ``MAX_LOCAL_DESCRIPTIONS`` ``canvas.add_local_description(`` calls, each
+  call, then up to the budget's ``max_locals`` ``canvas.add_local_description(`` calls, each
   statement at the start of its line, between bounded runs of comment and blank lines;
 - keyword arguments only, all of them, in Omost's order, with an optional trailing comma;
-- strings in single or double quotes, bounded as ``Canvas`` bounds texts, holding no control
+- strings in single or double quotes, bounded by the budget (``Canvas``'s own bounds in the
+  full budget), holding no control
   characters, line separators or backslashes: a text with an apostrophe goes in double quotes
   and one with a double quote in single quotes, as ``repr()`` writes them (a text holding both
   quote kinds or a backslash cannot be written, as in the JSON schema, which has no escapes);
@@ -23,17 +24,16 @@ Everything the grammar matches parses with ``parse_code(text, strict=True)``.
 from functools import lru_cache
 
 from omost_schema.grammar_parts import GLOBAL_FIELDS, LOCAL_FIELDS, distance_rules, text_char
-from omost_schema.limits import (
-    MAX_DETAILED_DESCRIPTIONS,
-    MAX_LOCAL_DESCRIPTIONS,
-    MAX_TAGS_CHARS,
-    MAX_TEXT_CHARS,
-)
+from omost_schema.limits import FULL_BUDGET, MAX_TAGS_CHARS, MAX_TEXT_CHARS, CanvasBudget
 from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
-#: Characters after ``#`` in one comment line (Omost's comments repeat a description).
-MAX_COMMENT_CHARS = MAX_TEXT_CHARS + 100
-#: Characters of any string, texts and tags alike: within both of ``Canvas``'s bounds.
+#: Characters after ``#`` in one comment line beyond the budget's text bound (Omost's comments
+#: repeat a description, after a few words such as "Add").
+COMMENT_EXTRA_CHARS = 100
+#: Characters after ``#`` in one comment line under the full budget.
+MAX_COMMENT_CHARS = MAX_TEXT_CHARS + COMMENT_EXTRA_CHARS
+#: Characters of any string, texts and tags alike, under the full budget: within both of
+#: ``Canvas``'s bounds (a smaller budget takes the smaller of its two string bounds).
 MAX_GRAMMAR_STRING_CHARS = min(MAX_TEXT_CHARS, MAX_TAGS_CHARS)
 #: Comment or blank lines between two statements.
 MAX_GAP_LINES = 4
@@ -78,37 +78,34 @@ def _names(rule: str, names: tuple[str, ...]) -> str:
     return f"{rule}_name ::= {alternatives}\n{rule} ::= {quoted}\n"
 
 
-@lru_cache(maxsize=8)
-def canvas_grammar(*, max_locals: int = MAX_LOCAL_DESCRIPTIONS, fenced: bool = False) -> str:
+@lru_cache(maxsize=16)
+def canvas_grammar(*, budget: CanvasBudget = FULL_BUDGET, fenced: bool = False) -> str:
     """Return the EBNF grammar of an Omost canvas program (root rule ``root``).
 
     Args:
-        max_locals: Most ``add_local_description`` calls (at most the canvas limit).
+        budget: Most locals, detailed descriptions per region and characters per string (texts
+            and tags share one bound in code, the smaller of the budget's two).
         fenced: Wrap the program in a Markdown ```` ```python ```` block, as the Omost models
             answer; otherwise the bare program.
 
     Returns:
         The grammar text, for ``xgrammar.Grammar.from_ebnf`` or vLLM's structured outputs.
-
-    Raises:
-        ValueError: If ``max_locals`` is outside ``0..MAX_LOCAL_DESCRIPTIONS``.
     """
-    if not 0 <= max_locals <= MAX_LOCAL_DESCRIPTIONS:
-        raise ValueError(f"max_locals must be within 0..{MAX_LOCAL_DESCRIPTIONS}, not {max_locals}")
+    string_chars = min(budget.max_chars, budget.max_tags_chars)
     if fenced:
         root = 'root ::= "```python\\n" program "\\n" "\\n"{0,2} "```"\n'
     else:
         root = 'root ::= program "\\n"{0,2}\n'
     fixed = (
-        _FIXED_RULES.replace("MAX_COMMENT", str(MAX_COMMENT_CHARS))
+        _FIXED_RULES.replace("MAX_COMMENT", str(budget.max_chars + COMMENT_EXTRA_CHARS))
         .replace("MAX_GAP", str(MAX_GAP_LINES))
         .replace("MAX_SPACE", str(MAX_SPACE_CHARS))
-        .replace("MAX_STRING", str(MAX_GRAMMAR_STRING_CHARS))
+        .replace("MAX_STRING", str(string_chars))
         .replace("COMMENT_CHAR", text_char())
         .replace("SQ_CHAR", text_char("'\\\\"))
         .replace("DQ_CHAR", text_char('"\\\\'))
-        .replace("MAX_MORE_DETAILED", str(MAX_DETAILED_DESCRIPTIONS - 1))
-        .replace("MAX_LOCALS", str(max_locals))
+        .replace("MAX_MORE_DETAILED", str(budget.max_detailed_descriptions - 1))
+        .replace("MAX_LOCALS", str(budget.max_locals))
     )
     calls = _call("global_call", "set_global_description", GLOBAL_FIELDS) + _call(
         "local_call", "add_local_description", LOCAL_FIELDS

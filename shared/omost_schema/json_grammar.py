@@ -12,12 +12,7 @@ millisecond (``docs/benchmarks.md``).
 from functools import lru_cache
 
 from omost_schema.grammar_parts import GLOBAL_FIELDS, LOCAL_FIELDS, distance_rules, text_char
-from omost_schema.limits import (
-    MAX_DETAILED_DESCRIPTIONS,
-    MAX_LOCAL_DESCRIPTIONS,
-    MAX_TAGS_CHARS,
-    MAX_TEXT_CHARS,
-)
+from omost_schema.limits import FULL_BUDGET, CanvasBudget
 from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
 # JSON strings without escapes: no quote or backslash either.
@@ -35,16 +30,21 @@ def _enum(rule: str, names: tuple[str, ...]) -> str:
 
 
 def _bounded_list(rule: str, item: str, most: int) -> str:
+    if most == 0:
+        return f'{rule} ::= "[]"\n'
     return f'{rule} ::= "[" ({item} ("," {item}){{0,{most - 1}}})? "]"\n'
 
 
-@lru_cache(maxsize=1)
-def canvas_json_grammar() -> str:
+@lru_cache(maxsize=16)
+def canvas_json_grammar(budget: CanvasBudget = FULL_BUDGET) -> str:
     """Return the EBNF grammar (root rule ``root``) of a canvas as compact JSON.
 
-    Every string the grammar matches is valid under ``canvas_json_schema()`` and loads with
-    ``Canvas.model_validate_json``. Strings are one inline character-class repeat each, so a
-    token mask costs the same at any point of a long description.
+    Every string the grammar matches is valid under ``canvas_json_schema(budget)`` and loads
+    with ``Canvas.model_validate_json``. Strings are one inline character-class repeat each, so
+    a token mask costs the same at any point of a long description.
+
+    Args:
+        budget: Most locals, detailed descriptions per region and characters per string.
 
     Returns:
         The grammar text, for ``xgrammar.Grammar.from_ebnf``.
@@ -53,10 +53,10 @@ def canvas_json_grammar() -> str:
         'root ::= "{\\"global_description\\":" global ",\\"local_descriptions\\":" locals "}"\n',
         _object("global", GLOBAL_FIELDS),
         _object("local", LOCAL_FIELDS),
-        _bounded_list("locals", "local", MAX_LOCAL_DESCRIPTIONS),
-        _bounded_list("texts", "text", MAX_DETAILED_DESCRIPTIONS),
-        f'text ::= "\\"" {_STRING_CHAR}{{0,{MAX_TEXT_CHARS}}} "\\""\n',
-        f'tags ::= "\\"" {_STRING_CHAR}{{0,{MAX_TAGS_CHARS}}} "\\""\n',
+        _bounded_list("locals", "local", budget.max_locals),
+        _bounded_list("texts", "text", budget.max_detailed_descriptions),
+        f'text ::= "\\"" {_STRING_CHAR}{{0,{budget.max_chars}}} "\\""\n',
+        f'tags ::= "\\"" {_STRING_CHAR}{{0,{budget.max_tags_chars}}} "\\""\n',
         distance_rules(integers=True),
         _enum("location", LOCATIONS),
         _enum("offset", OFFSETS),

@@ -31,13 +31,7 @@ Caveats worth knowing when validating with other tools:
 
 from typing import Any
 
-from omost_schema.limits import (
-    MAX_DETAILED_DESCRIPTIONS,
-    MAX_DISTANCE_TO_VIEWER,
-    MAX_LOCAL_DESCRIPTIONS,
-    MAX_TAGS_CHARS,
-    MAX_TEXT_CHARS,
-)
+from omost_schema.limits import FULL_BUDGET, MAX_DISTANCE_TO_VIEWER, CanvasBudget
 from omost_schema.vocab import AREAS, COLOR_NAMES, LOCATIONS, OFFSETS
 
 # One string character: anything but a quote, a backslash or a control character (the set
@@ -120,24 +114,30 @@ def _local_description() -> dict[str, Any]:
     )
 
 
-def _definitions() -> dict[str, dict[str, Any]]:
+def _definitions(budget: CanvasBudget) -> dict[str, dict[str, Any]]:
     return {
-        "text": _pattern(MAX_TEXT_CHARS, "A sub-prompt: one sentence or phrase."),
-        "tags": _pattern(MAX_TAGS_CHARS, "Comma-separated keywords."),
+        "text": _pattern(budget.max_chars, "A sub-prompt: one sentence or phrase."),
+        "tags": _pattern(budget.max_tags_chars, "Comma-separated keywords."),
         "color_name": _enum(COLOR_NAMES, "The dominant colour, an HTML colour name."),
         "detailed_descriptions": _array(
-            dict(_TEXT), MAX_DETAILED_DESCRIPTIONS, "Detailed sentences, one sub-prompt each."
+            dict(_TEXT),
+            budget.max_detailed_descriptions,
+            "Detailed sentences, one sub-prompt each.",
         ),
         "local_description": _local_description(),
     }
 
 
-def canvas_json_schema() -> dict[str, Any]:
+def canvas_json_schema(budget: CanvasBudget = FULL_BUDGET) -> dict[str, Any]:
     r"""Return a JSON Schema of a canvas for constrained decoding (a fresh dict on every call).
 
     The schema accepts a subset of what ``Canvas`` validates: strings hold no ``"``, ``\`` or
-    control characters, and every limit of ``omost_schema.limits`` is enforced. It compiles with
-    xgrammar and llguidance and meets OpenAI's strict structured-output rules.
+    control characters, and every limit of ``omost_schema.limits`` is enforced, within the
+    bounds of ``budget``. It compiles with xgrammar and llguidance and meets OpenAI's strict
+    structured-output rules.
+
+    Args:
+        budget: Most locals, detailed descriptions per region and characters per string.
 
     Returns:
         The schema of ``{"global_description": {...}, "local_descriptions": [...]}``.
@@ -149,11 +149,11 @@ def canvas_json_schema() -> dict[str, Any]:
                 "global_description": _global_description(),
                 "local_descriptions": _array(
                     {"$ref": "#/$defs/local_description"},
-                    MAX_LOCAL_DESCRIPTIONS,
+                    budget.max_locals,
                     "The parts of the image, in the order of the program.",
                 ),
             },
             "An Omost canvas: one global description and its local descriptions.",
         ),
-        "$defs": _definitions(),
+        "$defs": _definitions(budget),
     }

@@ -64,8 +64,7 @@ def running(url: str) -> float:
     [
         ("/v1/chat/completions", CHAT, OutputMode.CODE),
         ("/v1/canvases", CANVAS_EDIT, OutputMode.CODE),
-        # JSON mode streams only once the canvas is complete and checked: until then the
-        # request is as silent as a whole one.
+        # Constrained JSON mode streams live too (the code of each finished region).
         ("/v1/chat/completions", {**CHAT, "stream": True}, OutputMode.JSON),
         # Code mode streams live: the stream has started when the client leaves.
         ("/v1/chat/completions", {**CHAT, "stream": True}, OutputMode.CODE),
@@ -84,7 +83,7 @@ def test_a_client_that_leaves_cancels_its_generation_and_frees_its_slot(
     # One slot and no queue: a slot still held would answer the next request 429.
     settings = settings_factory(max_concurrency=1, max_queue=0, output=output)
     with serve_app(create_app(settings, fake)) as url:
-        live = output is OutputMode.CODE and body.get("stream") is True
+        live = body.get("stream") is True
         post_and_leave(url, path, body, fake, silent=not live)
         wait_for(lambda: fake.cancelled == 1, "the generation was cancelled")
         wait_for(lambda: running(url) == 0, "the slot was released")

@@ -11,7 +11,7 @@ import pytest
 import xgrammar as xgr
 from byte_matching import accepts, byte_compiler, random_walk, restrict
 from hypothesis import given, settings
-from omost_schema import Canvas, canvas_grammar, parse_code
+from omost_schema import COMPACT_BUDGET, Canvas, CanvasBudget, canvas_grammar, parse_code
 from omost_schema.grammar import MAX_GRAMMAR_STRING_CHARS, MAX_SPACE_CHARS
 from omost_schema.limits import MAX_LOCAL_DESCRIPTIONS, MAX_TAGS_CHARS, MAX_TEXT_CHARS
 from strategies import canvases
@@ -88,11 +88,15 @@ def test_grammar_converts_to_llguidance_lark(fenced: bool) -> None:
     assert llguidance.LLMatcher.validate_grammar_with_warnings(grammar) == (False, [])
 
 
-def test_max_locals_outside_the_limit_is_refused() -> None:
+def test_budget_outside_the_canvas_limits_is_refused() -> None:
     with pytest.raises(ValueError, match="max_locals"):
-        canvas_grammar(max_locals=MAX_LOCAL_DESCRIPTIONS + 1)
+        CanvasBudget(max_locals=MAX_LOCAL_DESCRIPTIONS + 1)
     with pytest.raises(ValueError, match="max_locals"):
-        canvas_grammar(max_locals=-1)
+        CanvasBudget(max_locals=-1)
+    with pytest.raises(ValueError, match="max_chars"):
+        CanvasBudget(max_chars=MAX_TEXT_CHARS + 1)
+    with pytest.raises(ValueError, match="max_detailed_descriptions"):
+        CanvasBudget(max_detailed_descriptions=0)
 
 
 def test_no_rule_repeats_without_bound() -> None:
@@ -138,9 +142,38 @@ def test_fenced_grammar_accepts_a_fenced_answer() -> None:
 
 
 def test_max_locals_bounds_the_local_calls() -> None:
-    compiled = _compile(canvas_grammar(max_locals=1))
+    compiled = _compile(canvas_grammar(budget=CanvasBudget(max_locals=1)))
     assert accepts(compiled, _PROGRAM)
     assert not accepts(compiled, _PROGRAM + _LOCAL)
+
+
+def test_budget_bounds_detailed_descriptions_and_strings() -> None:
+    # _PROGRAM's longest string has 79 characters and each region one detailed description.
+    assert accepts(_compile(canvas_grammar(budget=CanvasBudget(max_chars=79))), _PROGRAM)
+    assert not accepts(_compile(canvas_grammar(budget=CanvasBudget(max_chars=78))), _PROGRAM)
+    assert not accepts(_compile(canvas_grammar(budget=CanvasBudget(max_tags_chars=78))), _PROGRAM)
+    two = _PROGRAM.replace('fierce intensity.",\n', 'fierce intensity.",\n        "Smoke.",\n')
+    one_detailed = _compile(canvas_grammar(budget=CanvasBudget(max_detailed_descriptions=1)))
+    assert accepts(one_detailed, _PROGRAM)
+    assert not accepts(one_detailed, two)
+    assert accepts(_compile(canvas_grammar()), two)
+
+
+def test_compact_budget_walks_parse_within_the_budget() -> None:
+    compiled = _compile(canvas_grammar(budget=COMPACT_BUDGET))
+    rng = random.Random(3)
+    for _ in range(6):
+        text = random_walk(compiled, rng, max_steps=6000)
+        if text is None:
+            continue
+        canvas = parse_code(text, strict=True).canvas
+        assert len(canvas.local_descriptions) <= COMPACT_BUDGET.max_locals
+        regions = [canvas.global_description, *canvas.local_descriptions]
+        assert all(
+            len(r.detailed_descriptions) <= COMPACT_BUDGET.max_detailed_descriptions
+            for r in regions
+        )
+        assert all(len(r.description) <= COMPACT_BUDGET.max_chars for r in regions)
 
 
 @pytest.mark.parametrize(

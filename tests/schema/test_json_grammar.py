@@ -11,7 +11,7 @@ import pytest
 import xgrammar as xgr
 from byte_matching import accepts, byte_compiler, random_walk, restrict
 from hypothesis import given, settings
-from omost_schema import Canvas, canvas_json_grammar, canvas_json_schema
+from omost_schema import Canvas, CanvasBudget, canvas_json_grammar, canvas_json_schema
 from omost_schema.limits import MAX_LOCAL_DESCRIPTIONS, MAX_TAGS_CHARS, MAX_TEXT_CHARS
 from strategies import canvases
 
@@ -114,3 +114,40 @@ def test_long_repetitions_are_inline_character_classes() -> None:
     long_repeats = [i for i, n in re.findall(r"(\S+)\{0,(\d+)\}", grammar) if int(n) > 24]
     assert len(long_repeats) == 2
     assert all(item.startswith("[") and item.endswith("]") for item in long_repeats)
+
+
+def test_budget_bounds_the_json_grammar_and_schema_alike() -> None:
+    budget = CanvasBudget(max_locals=1, max_detailed_descriptions=1, max_chars=40)
+    compiled = byte_compiler().compile_grammar(xgr.Grammar.from_ebnf(canvas_json_grammar(budget)))
+    schema = canvas_json_schema(budget)
+    text = "A" * 40
+    region = {"description": text, "detailed_descriptions": [text], "tags": "t"}
+    local = {
+        "location": "in the center",
+        "offset": "no offset",
+        "area": "a small square area",
+        "distance_to_viewer": 1.0,
+        **region,
+        "atmosphere": "",
+        "style": "",
+        "quality_meta": "",
+        "HTML_web_color_name": "red",
+    }
+    fits = Canvas.model_validate(
+        {
+            "global_description": {**region, "HTML_web_color_name": "red"},
+            "local_descriptions": [local],
+        }
+    )
+    assert accepts(compiled, fits.model_dump_json())
+    jsonschema.validate(json.loads(fits.model_dump_json()), schema)
+    for over in (
+        fits.model_copy(update={"local_descriptions": fits.local_descriptions * 2}),
+        Canvas.model_validate_json(fits.model_dump_json().replace(text, text + "A", 1)),
+        Canvas.model_validate_json(
+            fits.model_dump_json().replace(f'["{text}"]', f'["{text}","b"]', 1)
+        ),
+    ):
+        assert not accepts(compiled, over.model_dump_json())
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(json.loads(over.model_dump_json()), schema)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from omost_schema import Canvas
 
 _FINAL = {"succeeded", "failed", "canceled"}
 _BAR_WIDTH = 30
@@ -64,17 +67,86 @@ def _check(response: httpx.Response) -> dict[str, Any]:
     raise ServiceError(f"{response.request.url} answered {response.status_code}: {message}")
 
 
-def compose_canvas(
-    llm_url: str, prompt: str, *, previous_canvas: dict[str, Any] | None, seed: int | None
-) -> dict[str, Any]:
-    """Ask the LLM service for a canvas (``POST /v1/canvases``) and return its answer."""
-    body: dict[str, Any] = {"prompt": prompt}
+def _chat_turns(prompt: str, previous_canvas: dict[str, Any] | None) -> list[dict[str, str]]:
+    # An edit as ``POST /v1/canvases`` sends it: the previous canvas's description, the canvas as
+    # the model's own answer (a fenced python block), then the new request.
+    turns: list[dict[str, str]] = []
     if previous_canvas is not None:
-        body["previous_canvas"] = previous_canvas
-    if seed is not None:
-        body["seed"] = seed
+        previous = Canvas.model_validate(previous_canvas)
+        turns += [
+            {"role": "user", "content": previous.global_description.description},
+            {"role": "assistant", "content": f"```python\n{previous.to_code()}```"},
+        ]
+    return [*turns, {"role": "user", "content": prompt}]
+
+
+def draw_token_bar(tokens: int, total: int, started: float) -> None:
+    """Draw the token progress bar of a canvas being written, on one line of stderr."""
+    filled = _BAR_WIDTH * min(tokens, total) // max(total, 1)
+    bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+    rate = tokens / max(time.monotonic() - started, 1e-6)
+    print(f"\r  canvas [{bar}] {tokens}/{total} tokens {rate:.1f}/s   ", end="", file=sys.stderr)
+
+
+def compose_canvas(
+    llm_url: str,
+    prompt: str,
+    *,
+    previous_canvas: dict[str, Any] | None,
+    seed: int | None,
+    max_tokens: int = 4096,
+    on_tokens: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Ask the LLM service for a canvas, streamed, and return ``{canvas, code, corrections}``.
+
+    The chat stream (``/v1/chat/completions`` with ``stream_options.continuous_usage_stats``)
+    reports the tokens written so far with each chunk; ``on_tokens(tokens, max_tokens)`` gets
+    them as they come.
+
+    Raises:
+        ServiceError: The service answered with an error, or the stream ended without a canvas.
+    """
     with httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0)) as client:
-        return _check(client.post(f"{llm_url}/v1/canvases", json=body))
+        models = _check(client.get(f"{llm_url}/v1/models"))
+        body: dict[str, Any] = {
+            "model": models["data"][0]["id"],
+            "messages": _chat_turns(prompt, previous_canvas),
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+        }
+        if seed is not None:
+            body["seed"] = seed
+        with client.stream("POST", f"{llm_url}/v1/chat/completions", json=body) as response:
+            if not response.is_success:
+                response.read()
+                _check(response)
+            omost = _read_chat_stream(response, max_tokens, on_tokens)
+    canvas = Canvas.model_validate(omost["canvas"])
+    return {
+        "canvas": omost["canvas"],
+        "code": canvas.to_code(),
+        "corrections": omost.get("corrections", []),
+    }
+
+
+def _read_chat_stream(
+    response: httpx.Response, max_tokens: int, on_tokens: Callable[[int, int], None] | None
+) -> dict[str, Any]:
+    omost: dict[str, Any] | None = None
+    for line in response.iter_lines():
+        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+            continue
+        chunk = json.loads(line[5:])
+        if "error" in chunk:
+            raise ServiceError(f"{response.request.url} failed: {chunk['error'].get('message')}")
+        usage = chunk.get("usage")
+        if usage and on_tokens is not None:
+            on_tokens(int(usage["completion_tokens"]), max_tokens)
+        omost = chunk.get("omost") or omost
+    if omost is None:
+        raise ServiceError(f"{response.request.url} ended its stream without a canvas")
+    return omost
 
 
 def submit_render(renderer_url: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from omost_schema import Canvas, CanvasCodeError
 from omost_cli.client import (
     ServiceError,
     compose_canvas,
+    draw_token_bar,
     follow_job,
     save_images,
     submit_render,
@@ -42,7 +44,16 @@ def _read_canvas(path: Path) -> dict[str, Any]:
 
 def _cmd_compose(args: argparse.Namespace) -> int:
     previous = _read_canvas(Path(args.previous)) if args.previous else None
-    answer = compose_canvas(args.llm_url, args.prompt, previous_canvas=previous, seed=args.seed)
+    started = time.monotonic()
+    answer = compose_canvas(
+        args.llm_url,
+        args.prompt,
+        previous_canvas=previous,
+        seed=args.seed,
+        max_tokens=args.max_tokens,
+        on_tokens=lambda tokens, total: draw_token_bar(tokens, total, started),
+    )
+    print(file=sys.stderr)
     for correction in answer.get("corrections", []):
         print(
             f"corrected {correction['original']!r} -> {correction['corrected']!r}", file=sys.stderr
@@ -99,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("prompt")
     compose.add_argument("--previous", help="canvas file (.json or Omost code) to edit")
     compose.add_argument("--seed", type=int)
+    compose.add_argument(
+        "--max-tokens", type=int, default=4096, help="most tokens of the answer (default: 4096)"
+    )
     compose.add_argument("--out", help="write the canvas JSON here")
     compose.add_argument("--llm-url", default=llm_url, help="default: $OMOST_LLM_URL")
     compose.set_defaults(func=_cmd_compose)

@@ -6,6 +6,12 @@ from typing import Annotated, Any, Literal
 
 from omost_schema import Canvas
 from omost_schema.json_numbers import NUMBER_ONLY, JsonFloat, JsonInt
+from omost_schema.limits import (
+    MAX_DETAILED_DESCRIPTIONS,
+    MAX_LOCAL_DESCRIPTIONS,
+    MAX_TAGS_CHARS,
+    MAX_TEXT_CHARS,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
 # A signed 64-bit integer, as OpenAI documents ``seed`` and as vLLM and torch's generators take it.
@@ -42,9 +48,35 @@ class ChatMessageIn(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    """OpenAI's ``stream_options``."""
+    """OpenAI's ``stream_options``.
+
+    ``continuous_usage_stats`` (vLLM's name) puts the usage so far into every chunk, and sends
+    a chunk for every generated token, so a client can show progress while a canvas is written.
+    """
 
     include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class BudgetIn(BaseModel):
+    """A smaller canvas budget for one request; each field at most the model's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_locals: Annotated[int, Field(ge=0, le=MAX_LOCAL_DESCRIPTIONS), NUMBER_ONLY] | None = None
+    max_detailed_descriptions: (
+        Annotated[int, Field(ge=1, le=MAX_DETAILED_DESCRIPTIONS), NUMBER_ONLY] | None
+    ) = None
+    max_chars: Annotated[int, Field(ge=1, le=MAX_TEXT_CHARS), NUMBER_ONLY] | None = None
+    max_tags_chars: Annotated[int, Field(ge=1, le=MAX_TAGS_CHARS), NUMBER_ONLY] | None = None
+
+
+class OmostOptions(BaseModel):
+    """The extra ``omost`` field of a chat request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: BudgetIn | None = None
 
 
 class ChatCompletionRequest(BaseModel):
@@ -66,6 +98,7 @@ class ChatCompletionRequest(BaseModel):
     n: JsonInt = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
+    omost: OmostOptions | None = None
 
 
 class CorrectionOut(BaseModel):
@@ -186,6 +219,7 @@ class CanvasRequest(BaseModel):
     temperature: JsonFloat = Field(0.6, ge=0.0, le=2.0)
     top_p: JsonFloat = Field(0.9, gt=0.0, le=1.0)
     max_tokens: _Count | None = None
+    budget: BudgetIn | None = None
 
 
 class CanvasResponse(BaseModel):

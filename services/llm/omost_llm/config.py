@@ -25,6 +25,14 @@ class OutputMode(StrEnum):
     JSON = "json"
 
 
+class BudgetChoice(StrEnum):
+    """Which canvas budget bounds what the model may write (``omost_schema.CanvasBudget``)."""
+
+    AUTO = "auto"
+    COMPACT = "compact"
+    FULL = "full"
+
+
 def _default_cache_dir() -> Path:
     # Inside the environment the service is installed in, where `scripts/fetch-tiny-vocab.sh`
     # puts the tokenizer vocabulary of the `tiny` model.
@@ -60,6 +68,14 @@ class Settings(BaseSettings):
         True, description="The `openai` upstream accepts response_format json_schema."
     )
     warmup: bool = Field(True, description="Compile the grammar and run one request at start-up.")
+    canvas_budget: BudgetChoice = Field(
+        BudgetChoice.AUTO,
+        description=(
+            "Canvas budget: `compact` (3 locals, 1 detailed description, 100 characters per "
+            "string), `full` (the canvas limits) or `auto` (compact for `smollm2` and `tiny`, "
+            "full otherwise); requests may only lower it."
+        ),
+    )
 
     device: str = Field("cpu", description="Torch device of the `transformers` backend.")
     dtype: str = Field("float32", description="Torch dtype of the `transformers` backend.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from omost_schema import AREAS, LOCATIONS, OFFSETS, canvas_json_schema
+from omost_schema import AREAS, FULL_BUDGET, LOCATIONS, OFFSETS, CanvasBudget, canvas_json_schema
 
 _INTRO = "You are a helpful AI assistant to compose images using the below python class `Canvas`:"
 
@@ -49,9 +49,12 @@ def omost_system_prompt() -> str:
     return "\n".join(lines)
 
 
-def json_instruction() -> str:
-    """Appended to the system prompt in ``json`` mode, for generic instruct models."""
-    schema = json.dumps(canvas_json_schema(), separators=(",", ":"))
+def json_instruction(budget: CanvasBudget = FULL_BUDGET) -> str:
+    """Appended to the system prompt in ``json`` mode, for generic instruct models.
+
+    The schema shown is the one of ``budget``, so the model is told the bounds it decodes under.
+    """
+    schema = json.dumps(canvas_json_schema(budget), separators=(",", ":"))
     return (
         "\n\nAnswer with one JSON object only: the canvas, with the same fields as the arguments "
         "of the two methods (`global_description` and the list `local_descriptions`), "

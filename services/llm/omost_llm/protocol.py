@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from omost_schema import FULL_BUDGET, CanvasBudget
+
 from omost_llm.config import OutputMode
 
 Role = Literal["system", "user", "assistant"]
@@ -46,18 +48,31 @@ class GenerationRequest:
         messages: The conversation, system prompt first.
         output: ``code`` (Omost code under the canvas grammar) or ``json`` (canvas JSON).
         sampling: How to sample.
+        budget: Most locals, detailed descriptions and characters per string the constraint
+            allows.
+        edit: The conversation holds an earlier answer (a canvas being edited), so the new
+            answer likely repeats much of the prompt (prompt-lookup decoding pays off).
     """
 
     messages: list[ChatMessage]
     output: OutputMode
     sampling: SamplingParams
+    budget: CanvasBudget = FULL_BUDGET
+    edit: bool = False
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of generated text."""
+    """A piece of generated text.
+
+    Attributes:
+        text: The text.
+        tokens: Tokens generated since the previous delta (several when a backend appends
+            more than one per step, or holds back an incomplete character).
+    """
 
     text: str
+    tokens: int = 1
 
 
 @dataclass(frozen=True)

@@ -21,15 +21,17 @@ from omost_llm.api_models import (
     ModelList,
     OmostExtra,
     RegionChangeOut,
+    StreamOptions,
     Timings,
     Usage,
     dump,
 )
+from omost_llm.canvas_budget import request_budget
 from omost_llm.config import Settings
 from omost_llm.disconnect import cancel_on_disconnect
 from omost_llm.errors import BackendUnavailableError, BadRequestError, ModelNotFoundError
 from omost_llm.protocol import SamplingParams
-from omost_llm.serving import Composer, Composition, Conversation
+from omost_llm.serving import Composer, Composition, Conversation, Progress
 from omost_llm.sse import ChunkWriter, ClosingStreamingResponse, chat_events
 
 router = APIRouter()
@@ -132,11 +134,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         seed=body.seed,
         stop=stop,
     )
-    conversation = composer.conversation([(m.role, m.text()) for m in body.messages])
+    budget = request_budget(
+        composer.budget, body.omost.budget if body.omost else None, "omost.budget"
+    )
+    conversation = composer.conversation([(m.role, m.text()) for m in body.messages], budget)
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        options = body.stream_options or StreamOptions()
         # Until the first text the client is watched here; then by the streaming response.
-        stream = _stream_chat(composer, conversation, params, settings, include_usage)
+        stream = _stream_chat(composer, conversation, params, settings, options)
         return await cancel_on_disconnect(request, stream)
     composition = await cancel_on_disconnect(request, composer.compose(conversation, params))
     answer = ChatCompletion(
@@ -155,10 +160,11 @@ async def _stream_chat(
     conversation: Conversation,
     params: SamplingParams,
     settings: Settings,
-    include_usage: bool,
+    options: StreamOptions,
 ) -> Response:
-    items = composer.stream(conversation, params)
-    head: list[str | Composition] = []
+    continuous = options.continuous_usage_stats
+    items = composer.stream(conversation, params, progress=continuous)
+    head: list[str | Progress | Composition] = []
     try:
         # Take the first generated text before answering, so that a saturated, unreachable or
         # failing backend still gets its proper HTTP status instead of an error event.
@@ -174,7 +180,8 @@ async def _stream_chat(
         head,
         items,
         lambda composition: _extra(composer, composition),
-        include_usage,
+        options.include_usage,
+        continuous,
     )
     return ClosingStreamingResponse(events, media_type="text/event-stream")
 
@@ -195,7 +202,8 @@ async def create_canvas(body: CanvasRequest, request: Request) -> Response:
         top_p=body.top_p,
         seed=body.seed,
     )
-    conversation = composer.canvas_conversation(body.prompt, body.previous_canvas)
+    budget = request_budget(composer.budget, body.budget, "budget")
+    conversation = composer.canvas_conversation(body.prompt, body.previous_canvas, budget)
     composition = await cancel_on_disconnect(request, composer.compose(conversation, params))
     answer = CanvasResponse(
         canvas=composition.canvas,

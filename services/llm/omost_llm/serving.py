@@ -13,9 +13,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from omost_schema import Canvas, Correction
+from omost_schema import Canvas, CanvasBudget, Correction
 
 from omost_llm.answer import (
+    ANSWER_PREFIX,
     ANSWER_SENTENCE,
     RegionChange,
     canvas_from_answer,
@@ -24,6 +25,7 @@ from omost_llm.answer import (
     fenced_tail,
     wrap_code,
 )
+from omost_llm.canvas_budget import model_budget
 from omost_llm.canvas_output import InvalidCanvasError, ParsedOutput, read_output, retry_feedback
 from omost_llm.config import OutputMode, Settings
 from omost_llm.context_budget import Budget, fit
@@ -34,6 +36,7 @@ from omost_llm.errors import (
     ContextLengthExceededError,
     SaturatedError,
 )
+from omost_llm.json_progress import JsonCodeStream
 from omost_llm.metrics import Metrics
 from omost_llm.prompt import json_instruction, omost_system_prompt
 from omost_llm.protocol import (
@@ -56,11 +59,21 @@ class Conversation:
         previous: The canvas being edited, if any.
         canvas_index: Position in ``messages`` of the assistant answer holding ``previous``: it
             and what follows stay when older turns must be left out to fit the context.
+        budget: The canvas budget the answer is decoded under (``None``: the model's).
     """
 
     messages: list[ChatMessage]
     previous: Canvas | None
     canvas_index: int | None = None
+    budget: CanvasBudget | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Tokens generated so far, yielded by ``Composer.stream(..., progress=True)``."""
+
+    completion_tokens: int
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,9 @@ class Composition:
 
 @dataclass
 class _Attempt:
+    budget: CanvasBudget | None = None
     text: str = ""
+    tokens: int = 0
     end: GenerationEnd | None = None
     first_token_s: float | None = None
 
@@ -102,6 +117,7 @@ class Composer:
         self.metrics = metrics
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._waiting = 0
+        self.budget = model_budget(settings)
 
     @property
     def output(self) -> OutputMode:
@@ -110,23 +126,34 @@ class Composer:
 
     @property
     def streams_live(self) -> bool:
-        """Whether tokens go to the client as they come (constrained Omost code only)."""
-        return self.backend.constrained and self.output is OutputMode.CODE
+        """Whether the answer goes to the client as it comes (constrained decoding).
 
-    def system_prompt(self, client_prompt: str | None = None) -> str:
+        Omost code token by token; canvas JSON as the Omost code of each finished region.
+        """
+        return self.backend.constrained
+
+    def system_prompt(
+        self, client_prompt: str | None = None, budget: CanvasBudget | None = None
+    ) -> str:
         """The system prompt: the client's if it sent one, else Omost's; plus the JSON rules."""
         prompt = client_prompt or omost_system_prompt()
-        return prompt + json_instruction() if self.output is OutputMode.JSON else prompt
+        if self.output is OutputMode.JSON:
+            return prompt + json_instruction(budget or self.budget)
+        return prompt
 
-    def conversation(self, turns: Sequence[tuple[str, str]]) -> Conversation:
+    def conversation(
+        self, turns: Sequence[tuple[str, str]], budget: CanvasBudget | None = None
+    ) -> Conversation:
         """Build the backend's conversation from a chat history of ``(role, text)`` turns.
 
         Earlier assistant answers are the canvases being edited, sent back as the model wrote
         them: in ``code`` mode without the sentence this service puts before the fenced block,
-        in ``json`` mode as canvas JSON.
+        in ``json`` mode as canvas JSON. ``budget`` bounds the answer (default: the model's).
         """
+        budget = budget or self.budget
         system = [text for role, text in turns if role in ("system", "developer")]
-        messages = [ChatMessage("system", self.system_prompt("\n\n".join(system) or None))]
+        client_prompt = "\n\n".join(system) or None
+        messages = [ChatMessage("system", self.system_prompt(client_prompt, budget))]
         previous: Canvas | None = None
         canvas_index: int | None = None
         for role, text in turns:
@@ -138,14 +165,18 @@ class Composer:
                 messages.append(ChatMessage("assistant", text))
             elif role == "user":
                 messages.append(ChatMessage("user", text))
-        return Conversation(messages=messages, previous=previous, canvas_index=canvas_index)
+        return Conversation(
+            messages=messages, previous=previous, canvas_index=canvas_index, budget=budget
+        )
 
     def _as_written(self, answer: str, canvas: Canvas) -> str:
         if self.output is OutputMode.JSON:
             return canvas.model_dump_json()
         return answer.removeprefix(ANSWER_SENTENCE)
 
-    def canvas_conversation(self, prompt: str, previous: Canvas | None) -> Conversation:
+    def canvas_conversation(
+        self, prompt: str, previous: Canvas | None, budget: CanvasBudget | None = None
+    ) -> Conversation:
         """The conversation of ``POST /v1/canvases``: a canvas to edit (if any), then the prompt.
 
         The canvas goes back the way Omost's models saw their own answers in training: as the
@@ -159,7 +190,7 @@ class Composer:
                 ("assistant", fenced_block(previous.to_code())),
             ]
         turns.append(("user", prompt))
-        return self.conversation(turns)
+        return self.conversation(turns, budget)
 
     async def compose(self, conversation: Conversation, params: SamplingParams) -> Composition:
         """Generate and validate one canvas (no streaming)."""
@@ -172,9 +203,12 @@ class Composer:
         return result
 
     async def stream(
-        self, conversation: Conversation, params: SamplingParams
-    ) -> AsyncGenerator[str | Composition, None]:
+        self, conversation: Conversation, params: SamplingParams, *, progress: bool = False
+    ) -> AsyncGenerator[str | Progress | Composition, None]:
         """Yield the answer's content pieces, then the finished ``Composition``.
+
+        With ``progress``, a ``Progress`` follows each piece the backend sends (constrained
+        backends stream live; others only at the end).
 
         Raises:
             LLMServiceError: Saturated, timed out, too long, or invalid after the retry.
@@ -187,7 +221,7 @@ class Composer:
             if budget.left_out:
                 self.metrics.truncated_histories.inc()
             if self.streams_live:
-                items = self._stream_live(conversation, budget, params, start)
+                items = self._stream_live(conversation, budget, params, start, progress)
                 async with aclosing(items):
                     async for item in items:
                         yield item
@@ -220,21 +254,39 @@ class Composer:
             ) from exc
 
     async def _stream_live(
-        self, conversation: Conversation, budget: Budget, params: SamplingParams, start: float
-    ) -> AsyncGenerator[str | Composition, None]:
-        attempt = _Attempt()
+        self,
+        conversation: Conversation,
+        budget: Budget,
+        params: SamplingParams,
+        start: float,
+        progress: bool,
+    ) -> AsyncGenerator[str | Progress | Composition, None]:
+        attempt = _Attempt(budget=conversation.budget)
         # The sentence first; then the fenced block as the model writes it (the grammar holds
-        # the fences, as in Omost's own answers).
-        yield ANSWER_SENTENCE
+        # the fences, as in Omost's own answers). JSON goes out as the Omost code of each
+        # finished region, the block that the whole canvas's code completes at the end.
+        code_mode = self.output is OutputMode.CODE
+        json_code = JsonCodeStream()
+        yield ANSWER_SENTENCE if code_mode else ANSWER_PREFIX
         sampling = replace(params, max_tokens=budget.max_tokens)
         async with aclosing(self._run(budget.messages, sampling, start, attempt)) as pieces:
             async for piece in pieces:
-                yield piece
+                yield piece if code_mode else json_code.add(piece)
+                if progress:
+                    yield Progress(attempt.tokens, budget.prompt_tokens or 0)
         parsed = self._check(attempt, budget, strict=True)
-        tail = fenced_tail(attempt.text)
+        if code_mode:
+            tail = fenced_tail(attempt.text)
+            content = ANSWER_SENTENCE + attempt.text + tail
+        else:
+            content = wrap_code(parsed.code)
+            sent = ANSWER_PREFIX + json_code.sent
+            if not content.startswith(sent):
+                self.metrics.invalid_outputs.inc()
+                raise BackendResponseError("the streamed code does not match the canvas")
+            tail = content[len(sent) :]
         if tail:
             yield tail
-        content = ANSWER_SENTENCE + attempt.text + tail
         yield self._finish(conversation, budget, parsed, content, [attempt], start)
 
     async def _generate_checked(
@@ -245,7 +297,7 @@ class Composer:
         strict = self.backend.constrained
         step = budget
         while True:
-            attempt = _Attempt()
+            attempt = _Attempt(budget=conversation.budget)
             attempts.append(attempt)
             sampling = replace(params, max_tokens=step.max_tokens)
             async with aclosing(self._run(messages, sampling, start, attempt)) as pieces:
@@ -274,7 +326,13 @@ class Composer:
     async def _run(
         self, messages: list[ChatMessage], params: SamplingParams, start: float, attempt: _Attempt
     ) -> AsyncGenerator[str, None]:
-        request = GenerationRequest(messages=messages, output=self.output, sampling=params)
+        request = GenerationRequest(
+            messages=messages,
+            output=self.output,
+            sampling=params,
+            budget=attempt.budget or self.budget,
+            edit=any(m.role == "assistant" for m in messages),
+        )
         deadline = start + self.settings.request_timeout_s
         events = self.backend.generate(request)
         try:
@@ -287,6 +345,7 @@ class Composer:
                         attempt.first_token_s = time.perf_counter() - start
                         self.metrics.first_token.observe(attempt.first_token_s)
                     attempt.text += event.text
+                    attempt.tokens += event.tokens
                     yield event.text
                 else:
                     attempt.end = event

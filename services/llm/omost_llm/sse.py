@@ -13,7 +13,7 @@ from starlette.types import Send
 
 from omost_llm.api_models import ChatCompletionChunk, ChunkChoice, Delta, OmostExtra, Usage, dump
 from omost_llm.errors import LLMServiceError
-from omost_llm.serving import Composition
+from omost_llm.serving import Composition, Progress
 
 
 def sse_event(payload: dict[str, Any] | str) -> bytes:
@@ -59,10 +59,11 @@ class ChunkWriter:
 
 async def chat_events(
     writer: ChunkWriter,
-    head: list[str | Composition],
-    rest: AsyncGenerator[str | Composition, None],
+    head: list[str | Progress | Composition],
+    rest: AsyncGenerator[str | Progress | Composition, None],
     extra: Any,
     include_usage: bool,
+    continuous_usage: bool = False,
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body of a chat stream.
 
@@ -73,11 +74,25 @@ async def chat_events(
         rest: The rest of the composer's stream.
         extra: Callable turning the final ``Composition`` into the ``omost`` field.
         include_usage: Send the usage chunk (``stream_options.include_usage``).
+        continuous_usage: Send one chunk per ``Progress`` with the usage so far, carrying the
+            text since the previous one (``stream_options.continuous_usage_stats``).
     """
     yield writer.chunk(Delta(role="assistant", content=""))
+    held = ""
     try:
         async for item in _chain(head, rest):
-            if isinstance(item, Composition):
+            if isinstance(item, Progress):
+                usage = Usage(
+                    prompt_tokens=item.prompt_tokens,
+                    completion_tokens=item.completion_tokens,
+                    total_tokens=item.prompt_tokens + item.completion_tokens,
+                )
+                yield writer.chunk(Delta(content=held), usage=usage)
+                held = ""
+            elif isinstance(item, Composition):
+                if held:
+                    yield writer.chunk(Delta(content=held))
+                    held = ""
                 yield writer.chunk(Delta(), finish=True, omost=extra(item))
                 if include_usage:
                     usage = Usage(
@@ -86,6 +101,8 @@ async def chat_events(
                         total_tokens=item.prompt_tokens + item.completion_tokens,
                     )
                     yield writer.chunk(Delta(), usage=usage, no_choices=True)
+            elif continuous_usage:
+                held += item
             elif item:
                 yield writer.chunk(Delta(content=item))
     except LLMServiceError as exc:
@@ -97,8 +114,8 @@ async def chat_events(
 
 
 async def _chain(
-    head: list[str | Composition], rest: AsyncIterator[str | Composition]
-) -> AsyncIterator[str | Composition]:
+    head: list[str | Progress | Composition], rest: AsyncIterator[str | Progress | Composition]
+) -> AsyncIterator[str | Progress | Composition]:
     for item in head:
         yield item
     async for item in rest:

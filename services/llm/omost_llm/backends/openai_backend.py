@@ -10,7 +10,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
+from omost_schema import CanvasBudget
 
+from omost_llm.canvas_budget import model_budget
 from omost_llm.config import OutputMode, Settings
 from omost_llm.constraints import cache_safe_json_schema, decoding_grammar, decoding_json_schema
 from omost_llm.errors import (
@@ -28,6 +30,9 @@ from omost_llm.protocol import (
     GenerationRequest,
     TextDelta,
 )
+
+# Distinct canvas budgets whose request fields are kept.
+_MAX_CACHED_CONSTRAINTS = 16
 
 
 class OpenAIBackend:
@@ -51,8 +56,9 @@ class OpenAIBackend:
             timeout=httpx.Timeout(settings.request_timeout_s, connect=settings.connect_timeout_s),
         )
         self._warm = False
-        # Built once: the schema or grammar is the same for every request.
-        self._constraint = self._constraint_fields()
+        self._budget = model_budget(settings)
+        # Built once per budget: the schema or grammar is the same for every request with it.
+        self._constraints: dict[CanvasBudget, dict[str, Any]] = {}
 
     @property
     def constrained(self) -> bool:
@@ -63,14 +69,25 @@ class OpenAIBackend:
             and self.settings.output is OutputMode.JSON
         )
 
-    def constraint_fields(self) -> dict[str, Any]:
-        """Request fields that constrain the answer to a canvas (empty when unconstrained)."""
-        return self._constraint
+    def constraint_fields(self, budget: CanvasBudget | None = None) -> dict[str, Any]:
+        """Request fields that constrain the answer to a canvas (empty when unconstrained).
 
-    def _constraint_fields(self) -> dict[str, Any]:
+        Args:
+            budget: The canvas budget (default: the model's).
+        """
+        budget = budget or self._budget
+        fields = self._constraints.get(budget)
+        if fields is None:
+            # A handful of budgets in practice; the cache is bounded all the same.
+            if len(self._constraints) >= _MAX_CACHED_CONSTRAINTS:
+                self._constraints.clear()
+            fields = self._constraints[budget] = self._constraint_fields(budget)
+        return fields
+
+    def _constraint_fields(self, budget: CanvasBudget) -> dict[str, Any]:
         if not self.constrained:
             return {}
-        return _json_schema_format(decoding_json_schema())
+        return _json_schema_format(decoding_json_schema(budget))
 
     async def start(self) -> None:
         """Warm up: one tiny constrained request, so the server compiles the grammar now."""
@@ -128,7 +145,7 @@ class OpenAIBackend:
             "top_p": request.sampling.top_p,
             "stream": True,
             "stream_options": {"include_usage": True},
-            **self.constraint_fields(),
+            **self.constraint_fields(request.budget),
         }
         if request.sampling.seed is not None:
             body["seed"] = request.sampling.seed
@@ -204,14 +221,14 @@ class VLLMBackend(OpenAIBackend):
             self._context = answer["max_model_len"]
         return int(answer["count"])
 
-    def _constraint_fields(self) -> dict[str, Any]:
+    def _constraint_fields(self, budget: CanvasBudget) -> dict[str, Any]:
         # The grammar as vLLM's ``structured_outputs``, or the schema as ``response_format``,
         # in the form vLLM's xgrammar (grammar cache always on) compiles.
         if not self.constrained:
             return {}
         if self.settings.output is OutputMode.CODE:
-            return {"structured_outputs": {"grammar": decoding_grammar()}}
-        return _json_schema_format(cache_safe_json_schema())
+            return {"structured_outputs": {"grammar": decoding_grammar(budget)}}
+        return _json_schema_format(cache_safe_json_schema(budget))
 
 
 def _max_model_len(models: dict[str, Any], model: str) -> int | None:

@@ -8,8 +8,11 @@ from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from omost_schema import FULL_BUDGET, CanvasBudget
+
 from omost_llm.backends.model_loading import load_model
 from omost_llm.backends.token_loop import LoopParams, run_loop
+from omost_llm.canvas_budget import model_budget
 from omost_llm.config import OutputMode, Settings
 from omost_llm.constraints import decoding_grammar, decoding_json_grammar
 from omost_llm.errors import BackendUnavailableError
@@ -19,8 +22,10 @@ from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationEvent, Gene
 class TransformersBackend:
     """Generates in this process, one request at a time on a worker thread.
 
-    The model loads and the grammar compiles in ``start()``; each generation gets a fresh
-    ``GrammarMatcher`` over the compiled grammar, so every answer is a canvas by construction.
+    The model loads and the model budget's grammar compiles in ``start()``; a request with a
+    smaller budget compiles its own once (a fraction of a second; a few are kept). Each
+    generation gets a fresh ``GrammarMatcher`` over the compiled grammar, so every answer is a
+    canvas by construction.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -29,7 +34,8 @@ class TransformersBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omost-llm-gen")
         self._model: Any = None
         self._tokenizer: Any = None
-        self._compiled: Any = None
+        self._compiled: dict[CanvasBudget, Any] = {}
+        self._info: Any = None
         self._vocab_size = 0
         self._context: int | None = None
         self._stop_ids: set[int] = set()
@@ -50,7 +56,7 @@ class TransformersBackend:
 
     async def ready(self) -> bool:
         """Whether the model is loaded and the grammar compiled."""
-        return self._model is not None and (self._compiled is not None or not self.constrained)
+        return self._model is not None and (bool(self._compiled) or not self.constrained)
 
     async def context_length(self) -> int | None:
         """The model config's ``max_position_embeddings`` (``None`` before loading)."""
@@ -87,7 +93,8 @@ class TransformersBackend:
             info = xgr.TokenizerInfo.from_huggingface(
                 tokenizer, vocab_size=self._vocab_size, stop_token_ids=sorted(self._stop_ids)
             )
-            self._compiled = compile_constraint(info, self.settings.output)
+            self._info = info
+            self._grammar(model_budget(self.settings))
         self._tokenizer = tokenizer
         self._model = model
 
@@ -127,8 +134,8 @@ class TransformersBackend:
         try:
             prompt_ids = self._prompt_ids(request.messages)
             matcher = bitmask = None
-            if self._compiled is not None:
-                matcher = xgr.GrammarMatcher(self._compiled)
+            if self.constrained:
+                matcher = xgr.GrammarMatcher(self._grammar(request.budget))
                 bitmask = xgr.allocate_token_bitmask(1, self._vocab_size)
             params = LoopParams(
                 max_tokens=request.sampling.max_tokens,
@@ -151,13 +158,30 @@ class TransformersBackend:
         except Exception as exc:  # reported to the request, whose task raises it
             emit(exc)
 
+    def _grammar(self, budget: CanvasBudget) -> Any:
+        # Runs on the generation thread (start-up or a request), so one compile at a time.
+        compiled = self._compiled.get(budget)
+        if compiled is None:
+            if len(self._compiled) >= _MAX_COMPILED:
+                # Keep the model's own budget; drop the requests' ones.
+                keep = model_budget(self.settings)
+                self._compiled = {b: c for b, c in self._compiled.items() if b == keep}
+            compiled = compile_constraint(self._info, self.settings.output, budget)
+            self._compiled[budget] = compiled
+        return compiled
 
-def compile_constraint(info: Any, output: OutputMode) -> Any:
+
+# Compiled grammars kept for distinct canvas budgets.
+_MAX_COMPILED = 8
+
+
+def compile_constraint(info: Any, output: OutputMode, budget: CanvasBudget = FULL_BUDGET) -> Any:
     """Compile the canvas code grammar (``code``) or JSON grammar (``json``) for one tokenizer.
 
     Args:
         info: The tokenizer's ``xgrammar.TokenizerInfo``.
         output: The output mode.
+        budget: The canvas budget the grammar enforces.
 
     Returns:
         The ``xgrammar.CompiledGrammar``, compiled once per backend and shared by every request.
@@ -166,7 +190,8 @@ def compile_constraint(info: Any, output: OutputMode) -> Any:
 
     # JSON mode compiles the canvas JSON grammar rather than the schema: the same canvases in
     # compact form (as ``Canvas.model_dump_json`` writes them), with far cheaper token masks.
-    text = decoding_json_grammar() if output is OutputMode.JSON else decoding_grammar()
+    json_mode = output is OutputMode.JSON
+    text = decoding_json_grammar(budget) if json_mode else decoding_grammar(budget)
     grammar = xgr.Grammar.from_ebnf(text)
     # The backend keeps its one compiled grammar, so xgrammar's cache would only cost.
     compiler = xgr.GrammarCompiler(info, cache_enabled=False)
