@@ -1,0 +1,117 @@
+"""Regional joint attention for FLUX.2 as diffusers attention processors (no patched classes).
+
+FLUX.2's transformer keeps FLUX.1's joint sequence ``[text, image]`` and forwards
+``joint_attention_kwargs`` to its processors, whose stock versions accept an ``attention_mask``,
+so the same regional mask (``joint_mask``) and schedule (``RegionalMask``) apply. Its
+double-stream attention has FLUX.1's projections and outputs, so FLUX.1's processor serves it;
+its single-stream blocks fuse the QKV and MLP input projections into one matrix
+(``Flux2ParallelSelfAttention``) and get :class:`RegionalFlux2SingleAttnProcessor`. As for
+FLUX.1, a processor holds only its block's index; without a mask, or at an unmasked block, it
+computes exactly what diffusers' stock processor computes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.embeddings import apply_rotary_emb
+
+from omost_renderer.pipelines.flux.attention_processor import (
+    RegionalFluxAttnProcessor,
+    RegionalMask,
+)
+
+
+class RegionalFlux2SingleAttnProcessor:
+    """``Flux2ParallelSelfAttnProcessor`` with an optional regional mask and base-pass blend.
+
+    Args:
+        block: Index of the block this processor serves (double-stream blocks first).
+    """
+
+    # Read by diffusers' attention dispatch, as on its own processors.
+    _attention_backend: Any = None
+    _parallel_config: Any = None
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+    def _attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any
+    ) -> torch.Tensor:
+        out = dispatch_attention_fn(
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )
+        return out.flatten(2, 3).to(query.dtype)
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: Any = None,
+        regional_mask: RegionalMask | None = None,
+    ) -> torch.Tensor:
+        """Single-stream attention and MLP of one FLUX.2 block, regional where the mask applies.
+
+        Args:
+            attn: The block's ``Flux2ParallelSelfAttention``.
+            hidden_states: (B, T + N, D) the joint sequence.
+            attention_mask: Passed through when no regional mask applies.
+            image_rotary_emb: FLUX.2's rotary embedding of the joint positions.
+            regional_mask: This call's mask and schedule, or ``None``.
+
+        Returns:
+            (B, T + N, D), as ``Flux2ParallelSelfAttnProcessor``.
+        """
+        # The same split of the fused projection as diffusers' processor.
+        hidden_states = attn.to_qkv_mlp_proj(hidden_states)
+        qkv_dim = 3 * attn.inner_dim
+        mlp_dim = attn.mlp_hidden_dim * attn.mlp_mult_factor
+        local_qkv = hidden_states.shape[-1] * qkv_dim // (qkv_dim + mlp_dim)
+        qkv, mlp = torch.split(
+            hidden_states, [local_qkv, hidden_states.shape[-1] - local_qkv], dim=-1
+        )
+        query, key, value = (x.reshape(*x.shape[:-1], -1, attn.head_dim) for x in qkv.chunk(3, -1))
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        if regional_mask is None or not regional_mask.applies(self.block):
+            out = self._attend(query, key, value, attention_mask)
+        else:
+            out = self._attend(query, key, value, regional_mask.bias)
+            if regional_mask.base_ratio > 0:
+                base = self._attend(query, key, value, None)
+                t, ratio = regional_mask.text_length, regional_mask.base_ratio
+                image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
+                out = torch.cat([out[:, :t], image], dim=1)
+        return attn.to_out(torch.cat([out, attn.mlp_act_fn(mlp)], dim=-1))  # type: ignore[no-any-return]
+
+
+def install_regional_flux2_processors(transformer: Any) -> int:
+    """Put regional processors on every attention layer of a FLUX.2 transformer.
+
+    Args:
+        transformer: A diffusers ``Flux2Transformer2DModel``.
+
+    Returns:
+        The number of blocks (double-stream plus single-stream).
+    """
+    double = len(transformer.transformer_blocks)
+    processors: dict[str, Any] = {}
+    for name in transformer.attn_processors:
+        kind, index = name.split(".")[:2]
+        if kind == "single_transformer_blocks":
+            processors[name] = RegionalFlux2SingleAttnProcessor(double + int(index))
+        else:
+            processors[name] = RegionalFluxAttnProcessor(int(index))
+    transformer.set_attn_processor(processors)
+    return double + len(transformer.single_transformer_blocks)
