@@ -12,7 +12,7 @@ computes exactly what diffusers' stock processor computes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
@@ -82,8 +82,9 @@ class RegionalFlux2SingleAttnProcessor:
         query, key, value = (x.reshape(*x.shape[:-1], -1, attn.head_dim) for x in qkv.chunk(3, -1))
         query, key = attn.norm_q(query), attn.norm_k(key)
         if image_rotary_emb is not None:
-            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
-            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+            # Typed as a pair by diffusers; with one tensor in, one tensor comes out.
+            query = cast(torch.Tensor, apply_rotary_emb(query, image_rotary_emb, sequence_dim=1))
+            key = cast(torch.Tensor, apply_rotary_emb(key, image_rotary_emb, sequence_dim=1))
         if regional_mask is None or not regional_mask.applies(self.block):
             out = self._attend(query, key, value, attention_mask)
         else:
