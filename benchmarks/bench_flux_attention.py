@@ -131,6 +131,42 @@ def cpu_bench(threads: int, repeats: int, heads: int) -> list[dict[str, Any]]:
     ]
 
 
+def area_effect(heads: int = 2) -> list[dict[str, Any]]:
+    """Attention mass image tokens put on their own region's text, with and without the area bias.
+
+    For each local region: the mean share of softmax mass that the image queries inside its box
+    give to the region's text keys (random queries and keys, so the share reflects the mask and
+    the bias, not learnt content).
+    """
+    from omost_renderer.pipelines.joint_mask import image_token_masks
+
+    gen = torch.Generator().manual_seed(0)
+    token_region, masks = _regions()
+    text = int(token_region.numel())
+    length = text + ROWS * COLS
+    q, k = (torch.randn(1, heads, length, HEAD_DIM, generator=gen) for _ in range(2))
+    inside = image_token_masks(masks, ROWS, COLS)
+    rows = []
+    for area_scale in (False, True):
+        bias = joint_bias(token_region, masks, ROWS, COLS, area_scale=area_scale)
+        assert bias is not None
+        logits = q @ k.transpose(-1, -2) / HEAD_DIM**0.5 + bias
+        probs = logits[:, :, text:].softmax(dim=-1)  # image queries only
+        for region in range(1, len(TEXT_PER_REGION)):
+            own = torch.cat([token_region == region, torch.zeros(ROWS * COLS, dtype=torch.bool)])
+            share = probs[:, :, inside[region]][..., own].sum(-1).mean()
+            area = float(inside[region].float().mean())
+            rows.append(
+                {
+                    "region": region,
+                    "area": round(area, 3),
+                    "area_scale": area_scale,
+                    "own_text_share": round(float(share), 3),
+                }
+            )
+    return rows
+
+
 def gpu_bench(steps: int, config: dict[str, Any] | None = None) -> dict[str, float]:
     """Seconds for ``steps`` transformer calls at 1024x1024: plain vs regional (base_ratio 0).
 
@@ -200,10 +236,11 @@ def main() -> None:
     args = parser.parse_args()
     for row in cpu_bench(args.threads, args.repeats, args.heads):
         print(json.dumps({"bench": "flux_attention_cpu", "heads": args.heads, **row}))
+    for row in area_effect():
+        print(json.dumps({"bench": "flux_area_scale", **row}))
     if torch.cuda.is_available():
         for steps in (4, 28):
-            print(json.dumps({"bench": "flux_transformer_gpu", "steps": steps,
-                              **gpu_bench(steps)}))  # fmt: skip
+            print(json.dumps({"bench": "flux_transformer_gpu", "steps": steps, **gpu_bench(steps)}))
     else:
         print(json.dumps({"bench": "flux_transformer_gpu", "result": "not measured (no CUDA)"}))
 
