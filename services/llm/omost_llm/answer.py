@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from omost_schema import Canvas, CanvasCodeError, parse_code
+from omost_schema.diff import RegionChange as RegionChange  # re-exported for the serving layer
+from omost_schema.diff import diff_canvases
 
 ANSWER_SENTENCE = "Here is the canvas, as Omost code:\n\n"
 ANSWER_PREFIX = ANSWER_SENTENCE + "```python\n"
@@ -36,23 +35,11 @@ def wrap_code(code: str) -> str:
     return ANSWER_SENTENCE + fenced_block(code)
 
 
-@dataclass(frozen=True)
-class RegionChange:
-    """One region that differs from the canvas being edited.
-
-    Attributes:
-        region: ``global`` or ``local``.
-        index: Position of the local description (in the new canvas, or the old one if removed).
-        change: ``added``, ``modified`` or ``removed``.
-    """
-
-    region: Literal["global", "local"]
-    index: int | None
-    change: Literal["added", "modified", "removed"]
-
-
 def changed_regions(previous: Canvas | None, current: Canvas) -> list[RegionChange]:
-    """Regions of ``current`` that differ from ``previous``, local descriptions matched by position.
+    """Regions of ``current`` that differ from ``previous`` (the diff the renderer edits with).
+
+    Local descriptions are matched by position; ``omost_schema.diff`` has the details (the
+    fields and aspects that changed, the old and new boxes).
 
     Args:
         previous: The canvas being edited, or ``None`` for a new canvas (everything is added).
@@ -61,24 +48,7 @@ def changed_regions(previous: Canvas | None, current: Canvas) -> list[RegionChan
     Returns:
         The changes, the global region first.
     """
-    if previous is None:
-        changes = [RegionChange("global", None, "added")]
-        changes += [
-            RegionChange("local", i, "added") for i in range(len(current.local_descriptions))
-        ]
-        return changes
-    changes = []
-    if previous.global_description != current.global_description:
-        changes.append(RegionChange("global", None, "modified"))
-    old, new = previous.local_descriptions, current.local_descriptions
-    for i in range(max(len(old), len(new))):
-        if i >= len(old):
-            changes.append(RegionChange("local", i, "added"))
-        elif i >= len(new):
-            changes.append(RegionChange("local", i, "removed"))
-        elif old[i] != new[i]:
-            changes.append(RegionChange("local", i, "modified"))
-    return changes
+    return diff_canvases(previous, current)
 
 
 def canvas_from_answer(text: str) -> Canvas | None:

@@ -12,6 +12,10 @@
 5. the hires fix when ``hires_scale > 1.05``: decode, LANCZOS upscale to the scaled size rounded
    to 64, encode, denoise again at partial strength;
 6. decode with the VAE (``vae_codec``: per image, tiled above a size).
+
+A ``RenderStart`` (``render_start``) starts a pass from an edit's base render or the user's
+image: the repaint area's mask at the latent resolution, and after every step the
+masked-inpainting blend (``pipelines.inpaint_blend``) keeps the base outside it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from PIL import Image
 from omost_renderer.attention_processor import RegionalContext, regional_attention_installed
 from omost_renderer.cfg_batch import GuidanceBatch, single_context, stack_for_guidance
 from omost_renderer.encoding import EncodedPrompt, TextEncoders, encode_plain, encode_regions
+from omost_renderer.pipelines.inpaint_blend import InpaintBlend
 from omost_renderer.preview import latent_preview
+from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback, hires_size
 from omost_renderer.sampling import (
+    SamplerBlend,
     omost_sigmas,
     sample_dpmpp_2m,
     sigma_to_timestep,
@@ -102,6 +109,9 @@ class OmostSDXLPipeline:
         vae_tile_above: Latent side above which the VAE decodes and encodes in tiles.
         vae_tile: Side of one VAE tile, in latents.
     """
+
+    #: Renders from a ``RenderStart`` (edits, init images).
+    supports_start = True
 
     def __init__(
         self,
@@ -202,6 +212,7 @@ class OmostSDXLPipeline:
         cfg: float,
         pixel_size: tuple[int, int],
         progress: _Progress | None = None,
+        blend: SamplerBlend | None = None,
     ) -> torch.Tensor:
         """Run the sampler from ``latents`` (already noised to ``sigmas[0]``).
 
@@ -213,6 +224,7 @@ class OmostSDXLPipeline:
             cfg: Guidance scale.
             pixel_size: ``(height, width)`` of the image, for SDXL's time ids.
             progress: Reports each step.
+            blend: Rewrites the latents after each step (an edit's inpainting blend).
 
         Returns:
             The denoised latents, float32 (k, 4, h, w).
@@ -231,7 +243,7 @@ class OmostSDXLPipeline:
                     eps_neg, eps_pos = eps.chunk(2)
                     return x - (eps_neg + cfg * (eps_pos - eps_neg)) * sigma
 
-                return sample_dpmpp_2m(denoiser, latents, sigmas, progress)
+                return sample_dpmpp_2m(denoiser, latents, sigmas, progress, blend)
 
         contexts = [single_context(p, lat_h, lat_w, k) for p in (negative, positive)]
 
@@ -240,7 +252,7 @@ class OmostSDXLPipeline:
                    for p, c in zip((negative, positive), contexts, strict=True)]  # fmt: skip
             return x - (eps[0] + cfg * (eps[1] - eps[0])) * sigma
 
-        return sample_dpmpp_2m(separate, latents, sigmas, progress)
+        return sample_dpmpp_2m(separate, latents, sigmas, progress, blend)
 
     def _conditioned_eps(
         self,
@@ -258,7 +270,12 @@ class OmostSDXLPipeline:
 
     # -- the whole render ----------------------------------------------------------------------
     def render(
-        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
     ) -> list[RenderedImage]:
         """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
 
@@ -267,9 +284,12 @@ class OmostSDXLPipeline:
             params: Size, steps, guidance, seed, hires fix and sketch start.
             on_step: Called after every denoising step with an occasional preview; an exception
                 it raises stops the render and propagates.
+            start: An edit's base render or an init image to start from (see
+                ``render_start``); the repaint area's outside keeps it.
 
         Returns:
-            One image per seed, with the parameters that reproduce it.
+            One image per seed, with the parameters that reproduce it and the final latents
+            of each pass.
         """
         # 1. inputs
         self.check_inputs(params)
@@ -285,18 +305,28 @@ class OmostSDXLPipeline:
 
         # 3. starting latents
         height, width = params.height, params.width
-        strength = params.sketch_strength or 1.0
+        image_start = start is not None and start.image is not None
+        strength = start.strength if start and image_start else params.sketch_strength or 1.0
         sigmas = omost_sigmas(params.steps, strength).to(self.device)
         latents = self._noise(generators, height, width) * sigmas[0].float()
-        if params.sketch_strength is not None:
+        # The kept part's noise is the base render's own (its seed), drawn in the same order.
+        keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
+        kept = self._kept_latents(start, BASE_PASS, width, height)
+        if image_start and kept is not None:
+            latents = latents + kept  # img2img of the user's image
+        elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
-            start = sketch_start_pixels(processed.initial_image, height, width)
-            latents = latents + self.codec.encode(start).float().to(self.device)
+            sketch = sketch_start_pixels(processed.initial_image, height, width)
+            latents = latents + self.codec.encode(sketch).float().to(self.device)
+        blend = self._blend(start, kept, keep, params.steps, width, height)
+        if blend is not None:
+            latents = blend.start(latents, sigmas[0].float())
 
         # 4. denoise
         progress = _Progress(on_step, 0, total, self.preview_every)
         latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
-                               (height, width), progress)  # fmt: skip
+                               (height, width), progress, blend)  # fmt: skip
+        passes = {BASE_PASS: latents}
 
         # 5. hires fix
         if hires:
@@ -307,15 +337,61 @@ class OmostSDXLPipeline:
             sigmas = omost_sigmas(params.hires_steps, params.hires_denoise).to(self.device)
             noise = self._noise(generators, height, width)
             latents = self.encode_image(upscaled) + noise * sigmas[0].float()
+            kept = self._kept_latents(start, HIRES_PASS, width, height)
+            blend = self._blend(start, kept, keep, params.hires_steps, width, height)
+            if blend is not None:
+                latents = blend.start(latents, sigmas[0].float())
             progress = _Progress(on_step, params.steps, total, self.preview_every)
             latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
-                                   (height, width), progress)  # fmt: skip
+                                   (height, width), progress, blend)  # fmt: skip
+            passes[HIRES_PASS] = latents
 
         # 6. decode
         images = self.decode(latents)
+        if start is not None and start.repaint is not None:
+            mask = start.repaint.latent_mask(width, height, self.vae_scale_factor)
+            images = [start.paste_outside(im, mask) for im in images]
         meta = self._metadata(params, width, height)
-        return [RenderedImage(image=im, seed=s, metadata={**meta, "seed": s})
-                for im, s in zip(images, seeds, strict=True)]  # fmt: skip
+        return [
+            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s},
+                          latents={name: p[i].float().cpu().numpy() for name, p in passes.items()})
+            for i, (im, s) in enumerate(zip(images, seeds, strict=True))
+        ]  # fmt: skip
+
+    def _kept_latents(
+        self, start: RenderStart | None, name: str, width: int, height: int
+    ) -> torch.Tensor | None:
+        """The clean latents a pass keeps outside its repaint area: (1, 4, h/8, w/8) or None."""
+        if start is None:
+            return None
+        if start.image is not None:
+            image = start.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            return self.encode_image([image])
+        stored = start.latents.get(name)
+        if stored is None:
+            return None
+        shape = (self.unet.config.in_channels, height // self.vae_scale_factor,
+                 width // self.vae_scale_factor)  # fmt: skip
+        if tuple(stored.shape) != shape:
+            raise ValueError(f"the edit's base latents are {stored.shape}, this pass needs {shape}")
+        return torch.from_numpy(stored).float()[None].to(self.device)
+
+    def _blend(
+        self,
+        start: RenderStart | None,
+        kept: torch.Tensor | None,
+        keep: torch.Generator | None,
+        steps: int,
+        width: int,
+        height: int,
+    ) -> InpaintBlend | None:
+        """The inpainting blend of one pass, or ``None`` when it repaints everything."""
+        if start is None or start.repaint is None or kept is None or keep is None:
+            return None
+        noise = self._noise([keep], height, width)
+        mask = start.repaint.latent_mask(width, height, self.vae_scale_factor)
+        mask_t = torch.from_numpy(mask)[None, None].to(self.device)
+        return InpaintBlend(base=kept, noise=noise, mask=mask_t, steps=steps)
 
     def _metadata(self, params: RenderParams, width: int, height: int) -> dict[str, object]:
         return {

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from omost_schema import Canvas
 from omost_schema.json_numbers import NUMBER_ONLY
 from PIL import Image
@@ -139,11 +141,17 @@ class RenderParams(BaseModel):
 
 @dataclass(frozen=True)
 class RenderedImage:
-    """One output image with what is needed to reproduce it."""
+    """One output image with what is needed to reproduce it.
+
+    ``latents`` are the final latents of each denoising pass (``base``, ``hires``), float32
+    (C, h, w): what a later edit keeps outside its repaint area. A renderer that cannot edit
+    leaves them empty.
+    """
 
     image: Image.Image
     seed: int
     metadata: dict[str, object] = field(default_factory=dict)
+    latents: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
 
 class StepCallback(Protocol):

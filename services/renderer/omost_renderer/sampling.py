@@ -29,6 +29,8 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Called after step ``i`` (0-based) with the new latent and the step's denoised estimate (x0);
 #: raising stops sampling.
 SamplerCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+#: ``blend(i, x, sigma_next) -> x``: rewrites the latent after step ``i`` (an inpainting blend).
+SamplerBlend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def training_sigmas() -> torch.Tensor:
@@ -111,6 +113,7 @@ def sample_dpmpp_2m(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     callback: SamplerCallback | None = None,
+    blend: SamplerBlend | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M), the deterministic multistep sampler of k-diffusion.
 
@@ -119,6 +122,8 @@ def sample_dpmpp_2m(
         x: Starting latent, already at noise level ``sigmas[0]``.
         sigmas: Descending noise levels ending with 0.
         callback: Called after every step with the new latent and the step's denoised estimate.
+        blend: Rewrites the latent after every step, before ``callback`` (the masked-inpainting
+            blend of an edit); the solver's history keeps the model's own denoised estimates.
 
     Returns:
         The final latent.
@@ -145,6 +150,8 @@ def sample_dpmpp_2m(
                 target = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
             x = ratio * x + step * target
         old_denoised = denoised
+        if blend is not None:
+            x = blend(i, x, sigma_next.to(torch.float32))
         if callback is not None:
             callback(i, x, denoised)
     return x

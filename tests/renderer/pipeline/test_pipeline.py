@@ -180,13 +180,17 @@ def test_previews_show_the_denoised_estimate(
     sampler = pipeline_sdxl.sample_dpmpp_2m
 
     def recording(
-        denoise: object, x: torch.Tensor, sigmas: torch.Tensor, callback: SamplerCallback
+        denoise: object,
+        x: torch.Tensor,
+        sigmas: torch.Tensor,
+        callback: SamplerCallback,
+        blend: object = None,
     ) -> torch.Tensor:
         def both(i: int, x_next: torch.Tensor, denoised: torch.Tensor) -> None:
             estimates.append(denoised.clone())
             callback(i, x_next, denoised)
 
-        return sampler(denoise, x, sigmas, both)  # type: ignore[arg-type]
+        return sampler(denoise, x, sigmas, both, blend)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline_sdxl, "sample_dpmpp_2m", recording)
     previews: list[Image.Image | None] = []
