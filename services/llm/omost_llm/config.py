@@ -76,6 +76,27 @@ class Settings(BaseSettings):
             "full otherwise); requests may only lower it."
         ),
     )
+    prompt_lookup_tokens: int = Field(
+        8,
+        ge=0,
+        le=64,
+        description=(
+            "Prompt-lookup speculative decoding of the `transformers` backend: most draft "
+            "tokens per verification, for requests that edit a canvas (0: off)."
+        ),
+    )
+    prompt_lookup_ngram: int = Field(
+        3,
+        ge=1,
+        le=16,
+        description="Tokens of generated text matched against the prompt to find a draft.",
+    )
+    jump_forward: bool = Field(
+        True,
+        description=(
+            "Append the tokens the grammar forces in one forward pass (`transformers` backend)."
+        ),
+    )
 
     device: str = Field("cpu", description="Torch device of the `transformers` backend.")
     dtype: str = Field("float32", description="Torch dtype of the `transformers` backend.")

@@ -68,7 +68,8 @@ class TextDelta:
     Attributes:
         text: The text.
         tokens: Tokens generated since the previous delta (several when a backend appends
-            more than one per step, or holds back an incomplete character).
+            more than one per step or holds back an incomplete character; 0 when a token was
+            re-tokenized into one that also carries new text).
     """
 
     text: str

@@ -1,6 +1,14 @@
-"""The in-process decoding loop: one token at a time, masked by an xgrammar matcher if any.
+"""The in-process decoding loop, masked by an xgrammar matcher if any.
 
-Runs in a worker thread; it reports through a callback and stops when asked (client gone).
+Each forward pass feeds the tokens not yet in the KV cache: the last sampled token, the tokens
+jump-forward appended after it (forced by the grammar), and a prompt-lookup draft to verify.
+Every position's logits are masked with the grammar state after the tokens before it, and
+tokens are accepted into the matcher one at a time, so a draft that strays from the grammar is
+simply rejected there and nothing refused is ever produced. The cache is cut back to the
+accepted tokens after each pass.
+
+Runs in a worker thread; it reports through a callback and stops when asked (client gone),
+checking before every forward pass.
 """
 
 from __future__ import annotations
@@ -10,18 +18,57 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omost_llm.backends.jump_forward import jump_forward
+from omost_llm.backends.speculation import PromptLookup, accept_draft, token_probs
 from omost_llm.protocol import GenerationEnd, GenerationEvent, TextDelta
 
 
 @dataclass(frozen=True)
 class LoopParams:
-    """Sampling settings of one generation."""
+    """Sampling and decoding settings of one generation.
+
+    Attributes:
+        max_tokens: Most new tokens.
+        temperature: Sampling temperature; 0 is greedy.
+        top_p: Nucleus sampling mass.
+        seed: Sampling seed.
+        stop: Stop strings.
+        lookup_tokens: Most prompt-lookup draft tokens per forward pass (0: off).
+        lookup_ngram: Tokens matched against the prompt to find a draft.
+        jump_forward: Append the tokens the grammar forces without sampling them.
+    """
 
     max_tokens: int
     temperature: float
     top_p: float
     seed: int | None
     stop: list[str]
+    lookup_tokens: int = 0
+    lookup_ngram: int = 3
+    jump_forward: bool = False
+
+
+@dataclass
+class DecodeStats:
+    """What one generation's loop did, for benchmarks and metrics.
+
+    Attributes:
+        forward_passes: Forward passes of the model.
+        verifications: Passes that carried a draft.
+        drafted: Draft tokens proposed.
+        accepted: Draft tokens accepted.
+        jumps: Jump-forward appends.
+        forced: Tokens jump-forward appended (net of the re-tokenized seam token).
+        tokens: Tokens generated.
+    """
+
+    forward_passes: int = 0
+    verifications: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    jumps: int = 0
+    forced: int = 0
+    tokens: int = 0
 
 
 def sample_token(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
@@ -44,6 +91,26 @@ def sample_token(logits: Any, temperature: float, top_p: float, generator: Any) 
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
+def choose_token(
+    logits: Any, draft: int | None, params: LoopParams, generator: Any
+) -> tuple[int, bool]:
+    """The next token at one position, and whether it is the (accepted) draft token.
+
+    Without a draft this is ``sample_token``. With one: greedy accepts it when it is the argmax
+    (so the output is the same as without drafts); sampling uses ``accept_draft``, which leaves
+    the distribution unchanged.
+    """
+    import torch
+
+    if params.temperature <= 0.0:
+        token = int(torch.argmax(logits).item())
+        return token, token == draft
+    if draft is None:
+        return sample_token(logits, params.temperature, params.top_p, generator), False
+    probs = token_probs(logits, params.temperature, params.top_p)
+    return accept_draft(probs, draft, generator)
+
+
 class TextAssembler:
     """Turns token ids into text deltas, holding back bytes of a character not yet complete."""
 
@@ -55,12 +122,41 @@ class TextAssembler:
 
     def add(self, token_id: int) -> str:
         """Add a token; return the new complete text."""
-        self._ids.append(token_id)
+        return self.extend([token_id])
+
+    def extend(self, token_ids: list[int], *, replace_last: bool = False) -> str:
+        """Add tokens (replacing the last one, whose text they start with); return new text."""
+        if replace_last:
+            self._ids.pop()
+        self._ids.extend(token_ids)
         full = str(self._tokenizer.decode(self._ids, skip_special_tokens=True))
-        if full.endswith("\ufffd"):
+        if full.endswith("\ufffd") or not full.startswith(self.text):
             return ""
         delta, self.text = full[len(self.text) :], full
         return delta
+
+
+class _Output:
+    """Sends text deltas with their token counts, and watches for stop strings."""
+
+    def __init__(self, tokenizer: Any, stop: list[str], emit: Callable[[GenerationEvent], None]):
+        self._assembler = TextAssembler(tokenizer)
+        self._stop = stop
+        self._emit = emit
+        self._tokens = 0
+
+    def add(self, tokens: list[int], *, replace_last: bool = False) -> bool:
+        """Add tokens and send the new text; return True when a stop string has appeared."""
+        self._tokens += len(tokens) - (1 if replace_last else 0)
+        delta = self._assembler.extend(tokens, replace_last=replace_last)
+        text = self._assembler.text
+        cut = _stop_index(text, self._stop)
+        if cut is not None:
+            delta = delta[: max(0, len(delta) - (len(text) - cut))]
+        if delta:
+            self._emit(TextDelta(delta, tokens=self._tokens))
+            self._tokens = 0
+        return cut is not None
 
 
 def run_loop(
@@ -73,6 +169,7 @@ def run_loop(
     stop_ids: set[int],
     emit: Callable[[GenerationEvent], None],
     cancel: threading.Event,
+    stats: DecodeStats | None = None,
 ) -> None:
     """Generate up to ``params.max_tokens`` tokens, emitting text deltas and one end event.
 
@@ -80,55 +177,115 @@ def run_loop(
         model: A causal LM (``transformers``), on its device.
         tokenizer: Its tokenizer.
         prompt_ids: The templated prompt.
-        params: Sampling settings.
-        matcher: An ``xgrammar.GrammarMatcher`` (constrained) or ``None``.
+        params: Sampling and decoding settings.
+        matcher: An ``xgrammar.GrammarMatcher`` (constrained) or ``None``; jump-forward needs it.
         bitmask: The matcher's token bitmask buffer (int32, ``(1, ceil(vocab / 32))``), or ``None``.
         stop_ids: Tokens that end the answer.
         emit: Receives each event (called from this thread).
         cancel: Set to stop early; no end event is sent then.
+        stats: Filled with what the loop did, when given.
     """
     import torch
-    import xgrammar as xgr
     from transformers import DynamicCache
 
+    stats = stats if stats is not None else DecodeStats()
     generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+    lookup = PromptLookup(prompt_ids, params.lookup_ngram) if params.lookup_tokens > 0 else None
     cache = DynamicCache()
-    device = model.device
-    inputs = torch.tensor([prompt_ids], device=device)
-    assembler = TextAssembler(tokenizer)
+    output = _Output(tokenizer, params.stop, emit)
+    generated: list[int] = []
+    pending = list(prompt_ids)  # fed to the model next: not yet in the cache
+    cached = 0  # tokens in the cache
     finish = "length"
-    steps = 0
     with torch.inference_mode():
-        while steps < params.max_tokens:
+        while len(generated) < params.max_tokens:
             if cancel.is_set():
                 return
-            out = model(input_ids=inputs, cache=cache, use_cache=True)
-            logits = out.logits[0, -1].float().cpu()  # (vocab,)
-            if matcher is not None:
-                matcher.fill_next_token_bitmask(bitmask)
-                xgr.apply_token_bitmask_inplace(logits, bitmask[0])
-            token = sample_token(logits, params.temperature, params.top_p, generator)
-            steps += 1
-            if matcher is not None and not matcher.accept_token(token):
-                raise RuntimeError(f"the grammar refused token {token} it had allowed")
-            if token in stop_ids:
+            room = params.max_tokens - len(generated)
+            drafts: list[int] = []
+            if lookup is not None and generated:
+                # Leave room for the token that follows the last accepted draft.
+                drafts = lookup.propose(prompt_ids + generated, min(params.lookup_tokens, room - 1))
+            inputs = torch.tensor([pending + drafts], device=model.device)
+            # Logits only where a new token is predicted: after pending[-1] and each draft.
+            out = model(
+                input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=len(drafts) + 1
+            )
+            rows = out.logits[0].float().cpu()  # (1 + drafts, vocab)
+            stats.forward_passes += 1
+            if drafts:
+                stats.verifications += 1
+                stats.drafted += len(drafts)
+            new, accepted, ended = _verify(
+                rows, drafts, params, matcher, bitmask, stop_ids, generator
+            )
+            stats.accepted += accepted
+            generated += new
+            # The cache holds pending and every draft; keep pending and the accepted drafts.
+            cached += len(pending) + accepted
+            extra = cache.get_seq_length() - cached
+            if extra > 0:
+                cache.crop(-extra)  # transformers 5: a negative count removes that many
+            stopped = output.add(new) if new else False
+            if ended or stopped:
                 finish = "stop"
                 break
-            delta = assembler.add(token)
-            cut = _stop_index(assembler.text, params.stop)
-            if cut is not None:
-                delta = delta[: max(0, len(delta) - (len(assembler.text) - cut))]
-                if delta:
-                    emit(TextDelta(delta))
-                finish = "stop"
-                break
-            if delta:
-                emit(TextDelta(delta))
-            if matcher is not None and matcher.is_terminated():
-                finish = "stop"
-                break
-            inputs = torch.tensor([[token]], device=device)
-    emit(GenerationEnd(finish, prompt_tokens=len(prompt_ids), completion_tokens=steps))
+            pending = [new[-1]]
+            if params.jump_forward and matcher is not None and len(generated) < params.max_tokens:
+                jump = jump_forward(matcher, tokenizer, new[-1], params.max_tokens - len(generated))
+                if jump is not None:
+                    stats.jumps += 1
+                    stats.forced += len(jump.tokens) - (1 if jump.replaces_last else 0)
+                    if jump.replaces_last:
+                        generated.pop()
+                        pending = []
+                    generated += jump.tokens
+                    pending += jump.tokens
+                    if output.add(jump.tokens, replace_last=jump.replaces_last):
+                        finish = "stop"
+                        break
+    stats.tokens = len(generated)
+    emit(GenerationEnd(finish, prompt_tokens=len(prompt_ids), completion_tokens=len(generated)))
+
+
+def _verify(
+    rows: Any,
+    drafts: list[int],
+    params: LoopParams,
+    matcher: Any,
+    bitmask: Any,
+    stop_ids: set[int],
+    generator: Any,
+) -> tuple[list[int], int, bool]:
+    """Choose tokens position by position until a draft is rejected or the answer ends.
+
+    Returns:
+        The new tokens (accepted drafts, then the one chosen where the draft ended or was
+        rejected; a stop token is not included), how many of them are accepted drafts, and
+        whether the answer ended (a stop token, or the matcher terminated).
+    """
+    import xgrammar as xgr
+
+    new: list[int] = []
+    accepted = 0
+    for position in range(len(drafts) + 1):
+        logits = rows[position]
+        if matcher is not None:
+            matcher.fill_next_token_bitmask(bitmask)
+            xgr.apply_token_bitmask_inplace(logits, bitmask[0])
+        draft = drafts[position] if position < len(drafts) else None
+        token, is_draft = choose_token(logits, draft, params, generator)
+        if matcher is not None and not matcher.accept_token(token):
+            raise RuntimeError(f"the grammar refused token {token} it had allowed")
+        if token in stop_ids:
+            return new, accepted, True
+        new.append(token)
+        if matcher is not None and matcher.is_terminated():
+            return new, accepted, True
+        if not is_draft:
+            break
+        accepted += 1
+    return new, accepted, False
 
 
 def _stop_index(text: str, stops: list[str]) -> int | None:

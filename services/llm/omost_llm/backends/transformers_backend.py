@@ -143,6 +143,10 @@ class TransformersBackend:
                 top_p=request.sampling.top_p,
                 seed=request.sampling.seed,
                 stop=request.sampling.stop,
+                # Prompt lookup pays off where the answer repeats the prompt: edit turns.
+                lookup_tokens=self.settings.prompt_lookup_tokens if request.edit else 0,
+                lookup_ngram=self.settings.prompt_lookup_ngram,
+                jump_forward=self.settings.jump_forward and matcher is not None,
             )
             run_loop(
                 self._model,

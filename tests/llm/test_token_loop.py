@@ -1,0 +1,176 @@
+"""The decoding loop on the `tiny` model: prompt lookup and jump-forward keep every guarantee.
+
+Greedy answers are identical with and without prompt lookup; every answer passes the strict
+parser; deltas come in order and add up to the answer; cancelling stops before the next forward
+pass; jump-forward appends more than one forced token per pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import xgrammar as xgr
+from omost_llm.backends.model_loading import load_model
+from omost_llm.backends.token_loop import DecodeStats, LoopParams, run_loop
+from omost_llm.backends.transformers_backend import _stop_ids, compile_constraint
+from omost_llm.canvas_output import read_output
+from omost_llm.config import OutputMode, Settings
+from omost_llm.metrics import Metrics
+from omost_llm.protocol import GenerationEnd, GenerationEvent, TextDelta
+from omost_llm.serving import Composer
+from omost_llm.tiny import TINY_VOCAB_FILE
+from omost_schema import COMPACT_BUDGET
+
+from .fakes import FakeBackend, make_canvas
+
+
+@dataclass
+class Tiny:
+    model: Any
+    tokenizer: Any
+    stop: set[int]
+    compiled: dict[OutputMode, Any]
+    prompts: dict[OutputMode, list[int]]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Tiny:
+    settings = Settings(model="tiny", threads=1)
+    if not (settings.cache_dir / TINY_VOCAB_FILE).is_file():
+        pytest.skip(
+            f"{settings.cache_dir / TINY_VOCAB_FILE} missing: run scripts/fetch-tiny-vocab.sh"
+        )
+    model, tokenizer = load_model(settings)
+    stop = _stop_ids(model, tokenizer)
+    info = xgr.TokenizerInfo.from_huggingface(
+        tokenizer, vocab_size=int(model.config.vocab_size), stop_token_ids=sorted(stop)
+    )
+    compiled, prompts = {}, {}
+    for output in OutputMode:
+        compiled[output] = compile_constraint(info, output, COMPACT_BUDGET)
+        composer = Composer(FakeBackend(), Settings(model="tiny", output=output), Metrics())
+        edit = composer.canvas_conversation("make it blue", make_canvas(locals_=2))
+        messages = [{"role": m.role, "content": m.content} for m in edit.messages]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompts[output] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return Tiny(model, tokenizer, stop, compiled, prompts)
+
+
+@dataclass
+class Run:
+    events: list[GenerationEvent]
+    stats: DecodeStats
+
+    @property
+    def text(self) -> str:
+        return "".join(e.text for e in self.events if isinstance(e, TextDelta))
+
+
+def generate(
+    tiny: Tiny,
+    output: OutputMode,
+    *,
+    lookup: int = 0,
+    ngram: int = 3,
+    jump: bool = False,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_tokens: int = 800,
+    cancel_after: int | None = None,
+) -> Run:
+    matcher = xgr.GrammarMatcher(tiny.compiled[output])
+    bitmask = xgr.allocate_token_bitmask(1, int(tiny.model.config.vocab_size))
+    params = LoopParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=0.9,
+        seed=seed,
+        stop=[],
+        lookup_tokens=lookup,
+        lookup_ngram=ngram,
+        jump_forward=jump,
+    )
+    events: list[GenerationEvent] = []
+    stats = DecodeStats()
+    cancel = threading.Event()
+
+    def emit(event: GenerationEvent) -> None:
+        events.append(event)
+        if cancel_after is not None and len(events) >= cancel_after:
+            cancel.set()
+            events.append(TextDelta(f"<cancelled after pass {stats.forward_passes}>"))
+
+    run_loop(
+        tiny.model,
+        tiny.tokenizer,
+        tiny.prompts[output],
+        params,
+        matcher,
+        bitmask,
+        tiny.stop,
+        emit,
+        cancel,
+        stats,
+    )
+    return Run(events, stats)
+
+
+def check_answer(run: Run, output: OutputMode) -> None:
+    assert isinstance(run.events[-1], GenerationEnd)
+    assert run.events[-1].finish_reason == "stop"
+    assert all(isinstance(e, TextDelta) for e in run.events[:-1])
+    # Token counts of the deltas add up to the answer's (the stop token is not text).
+    deltas = sum(e.tokens for e in run.events if isinstance(e, TextDelta))
+    assert deltas <= run.events[-1].completion_tokens
+    read_output(run.text, output, strict=True)
+
+
+@pytest.mark.parametrize("output", list(OutputMode))
+def test_greedy_answers_are_identical_with_prompt_lookup(tiny: Tiny, output: OutputMode) -> None:
+    plain = generate(tiny, output)
+    # A one-token n-gram drafts at almost every step, so verification runs all the time.
+    drafted = generate(tiny, output, lookup=8, ngram=1)
+    assert drafted.text == plain.text
+    assert drafted.stats.verifications > 5
+    assert drafted.stats.accepted > 0
+    assert drafted.stats.forward_passes < plain.stats.forward_passes
+    check_answer(drafted, output)
+
+
+@pytest.mark.parametrize("output", list(OutputMode))
+def test_sampled_answers_with_lookup_and_jump_forward_parse_strictly(
+    tiny: Tiny, output: OutputMode
+) -> None:
+    for seed in range(3):
+        run = generate(tiny, output, lookup=8, ngram=1, jump=True, temperature=0.8, seed=seed)
+        check_answer(run, output)
+
+
+@pytest.mark.parametrize("output", list(OutputMode))
+def test_jump_forward_appends_several_forced_tokens_per_pass(
+    tiny: Tiny, output: OutputMode
+) -> None:
+    plain = generate(tiny, output)
+    jumped = generate(tiny, output, jump=True)
+    check_answer(jumped, output)
+    assert jumped.stats.jumps > 0
+    assert jumped.stats.forced / jumped.stats.jumps > 1
+    assert jumped.stats.tokens / jumped.stats.forward_passes > 1
+    assert plain.stats.tokens <= plain.stats.forward_passes  # the stop token is not counted
+
+
+def test_max_tokens_holds_with_drafts_and_jumps(tiny: Tiny) -> None:
+    run = generate(tiny, OutputMode.JSON, lookup=8, ngram=1, jump=True, max_tokens=20)
+    end = run.events[-1]
+    assert isinstance(end, GenerationEnd)
+    assert (end.finish_reason, end.completion_tokens) == ("length", 20)
+
+
+def test_cancelling_stops_before_the_next_forward_pass(tiny: Tiny) -> None:
+    run = generate(tiny, OutputMode.CODE, lookup=8, ngram=1, jump=True, cancel_after=3)
+    assert not any(isinstance(e, GenerationEnd) for e in run.events)
+    marker = next(e.text for e in run.events if isinstance(e, TextDelta) and "cancelled" in e.text)
+    assert marker == f"<cancelled after pass {run.stats.forward_passes}>"
