@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from omost_renderer.webhooks import URLPolicy, parse_secrets, secret_bytes
 
 
 class Settings(BaseSettings):
@@ -128,6 +130,66 @@ class Settings(BaseSettings):
     images_steps: int = Field(
         default=25, ge=1, le=100, description="Steps of renders made by `/v1/images/generations`."
     )
+
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of webhook deliveries (`whsec_` + base64, the Standard"
+        " Webhooks form); a webhook is refused at submit when its key has no secret.",
+    )
+    webhook_secrets: SecretStr | None = Field(
+        default=None,
+        description="Per-key signing secrets: comma-separated `name=whsec_...` pairs (API key"
+        " names); a key without one uses `webhook_secret`.",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names and CIDRs webhooks may call although private,"
+        " loopback or link-local, over http too; otherwise only https to public addresses.",
+    )
+    webhook_progress_every: int = Field(
+        default=5, ge=1, description="A `progress` webhook is sent at most every this many steps."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, description="Timeout of one webhook delivery attempt."
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="First retry delay of a failed delivery; each retry doubles it (at most an"
+        " hour between attempts).",
+    )
+    webhook_retry_for_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="A delivery is retried for this long after its first attempt, then dropped"
+        " (logged and counted).",
+    )
+    webhook_reclaim_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A delivery taken by an API process that then died is taken over by another"
+        " after this long.",
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret_bytes(value.get_secret_value())
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _webhook_secrets_form(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_secrets(value.get_secret_value())
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _allowed_hosts_form(cls, value: str) -> str:
+        URLPolicy.parse(value)
+        return value
 
     @property
     def heartbeat_interval_s(self) -> float:

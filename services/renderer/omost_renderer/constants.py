@@ -32,6 +32,14 @@ METRICS_KEY = "omost:render:metrics"
 #: Held (``SET NX PX``) by the one worker that runs the results cleanup in an interval.
 CLEANUP_LOCK_KEY = "omost:render:cleanup"
 
+#: Webhook deliveries waiting to be sent: one entry ``{job, event, data, url, key, ...}`` per event,
+#: written by the script of the job's transition, deleted once delivered or given up.
+WEBHOOK_STREAM_KEY = "omost:render:webhooks"
+#: The consumer group the API processes deliver webhooks with (each delivery taken by one).
+WEBHOOK_GROUP_NAME = "omost-render-webhooks"
+#: Sorted set of deliveries to retry, scored by when (Unix seconds); moved back to the stream.
+WEBHOOK_RETRY_KEY = "omost:render:webhooks:retry"
+
 #: A worker health key lives this many heartbeats, so one missed beat does not fail a probe.
 HEALTH_TTL_HEARTBEATS = 3
 #: Seconds an idempotency key is remembered by default.

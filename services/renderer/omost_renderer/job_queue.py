@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -92,6 +93,8 @@ class JobQueue:
         request: JobRequest,
         idempotency_key: str | None = None,
         notes: JobNotes | None = None,
+        fields: Mapping[str, str] | None = None,
+        digest: str | None = None,
     ) -> Submission:
         """Queue a job, or return the job an earlier call made with the same idempotency key.
 
@@ -102,6 +105,9 @@ class JobQueue:
             request: What to render.
             idempotency_key: The client's ``Idempotency-Key``, if it sent one.
             notes: Corrections and warnings of parsing the request's code, kept with the job.
+            fields: More fields of the job hash (its webhook, its API key's name).
+            digest: What the idempotency key remembers the request by, when not the digest of
+                ``request`` (the Images API's, whose canvas the LLM composes anew each time).
 
         Raises:
             QueueFullError: The backlog (queued plus running jobs) is at its limit.
@@ -113,7 +119,13 @@ class JobQueue:
         await self._ensure_stream(request.model)
         for _ in range(_MAX_LOOKUPS):
             outcome, value = await self._submit_once(
-                job_id, request, idempotency_key, believed, notes or JobNotes()
+                job_id,
+                request,
+                idempotency_key,
+                believed,
+                notes or JobNotes(),
+                [item for pair in (fields or {}).items() for item in pair],
+                digest or request_digest(request),
             )
             if outcome != "lookup":
                 break
@@ -145,6 +157,8 @@ class JobQueue:
         idempotency_key: str | None,
         believed: str,
         notes: JobNotes,
+        pairs: list[str],
+        digest: str,
     ) -> tuple[str, str]:
         queued_event = json.dumps({"status": "queued", "attempt": 0})
         result = await self._submit(
@@ -164,9 +178,10 @@ class JobQueue:
                 self.settings.max_attempts,
                 "1" if idempotency_key else "0",
                 queued_event,
-                request_digest(request),
+                digest,
                 believed,
                 notes.model_dump_json() if notes.corrections or notes.warnings else "",
+                *pairs,
             ],
         )
         return str(result[0]), str(result[1])

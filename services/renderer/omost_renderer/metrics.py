@@ -73,6 +73,15 @@ class _QueueCollector(Collector):
             if field.startswith("errors:"):
                 errors.add_metric([field.removeprefix("errors:")], float(value))
         yield errors
+        webhooks = CounterMetricFamily(
+            "omost_render_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retried (failed, tried again"
+            " later), dropped (retries spent, or no secret or URL allowed any more).",
+            labels=["outcome"],
+        )
+        for outcome in ("delivered", "retried", "dropped"):
+            webhooks.add_metric([outcome], float(stats.counters.get(f"webhooks:{outcome}", "0")))
+        yield webhooks
         yield _histogram(
             "wait",
             "Time from enqueue to the start of an attempt.",

@@ -41,6 +41,19 @@ local function settle(job, events, ttl)
     + str(constants.EVENTS_LINGER_S)
     + """)
 end
+-- A webhook event of the job, when its webhook asked for it: written in the same script as the
+-- transition, so a delivery is never lost between the two. The stream's key is fixed (one Redis).
+local function hook(job, name, data)
+  local h = redis.call('HMGET', job, 'webhook_url', 'webhook_events', 'key_name', 'id')
+  if not h[1] or h[1] == '' then return end
+  if not string.find(h[2] or '', ',' .. name .. ',', 1, true) then return end
+  redis.call('XADD', '""" + constants.WEBHOOK_STREAM_KEY + """', '*', 'job', h[4], 'event', name,
+    'data', data, 'url', h[1], 'key', h[3] or '', 'attempt', '1')
+end
+local function final_hook(job, status, data)
+  local names = {succeeded = 'completed', failed = 'failed', canceled = 'canceled'}
+  if names[status] then hook(job, names[status], data) end
+end
 local function next_seq(stream)
   if redis.call('EXISTS', stream) == 0 then return 1 end
   local info = redis.call('XINFO', 'STREAM', stream)
@@ -56,7 +69,8 @@ _EVENTS_CAP = f"'MAXLEN', '~', {constants.EVENTS_MAXLEN}"
 
 #: KEYS: stream, job, idempotency, events, job the idempotency key is believed to map to.
 #: ARGV: job id, backlog limit, idempotency ttl, now, request json, max attempts, has idempotency,
-#: queued event json, request digest, believed job id ('' when none), notes json.
+#: queued event json, request digest, believed job id ('' when none), notes json, then
+#: field/value pairs to set on the job (its webhook, its API key's name).
 #: Returns {'created', entry id} | {'existing', job id} | {'reused', job id} (same key, another
 #: request) | {'lookup', job id} (the key maps to this job: call again believing it) |
 #: {'full', depth}.
@@ -83,6 +97,7 @@ local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'seq', seq)
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'status', 'queued', 'attempt', 0,
   'max_attempts', ARGV[6], 'step', 0, 'total', 0, 'created_at', ARGV[4],
   'enqueued_at', ARGV[4], 'request', ARGV[5], 'entry', entry, 'seq', seq, 'notes', ARGV[11])
+for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[9], 'EX', ARGV[3])
 end
@@ -109,8 +124,9 @@ if status == 'succeeded' or status == 'failed' or status == 'canceled' then
 end
 if job[4] == '1' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'finished_at', ARGV[4])
-  redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data',
-    cjson.encode({status = 'canceled', attempt = tonumber(job[2])}))
+  local event = cjson.encode({status = 'canceled', attempt = tonumber(job[2])})
+  redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data', event)
+  hook(KEYS[2], 'canceled', event)
   ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[4], ARGV[5])
   return {'skip', 'canceled'}
 end
@@ -121,9 +137,10 @@ if previous >= tonumber(job[3]) then
   redis.call('XADD', KEYS[3], '*', 'job', ARGV[6], 'attempts', previous, 'reason', message)
   redis.call('HSET', KEYS[2], 'status', 'failed', 'finished_at', ARGV[4],
     'error_code', 'attempts_exhausted', 'error_message', message)
-  redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data',
-    cjson.encode({status = 'failed', attempt = previous, error = {code = 'attempts_exhausted',
-      message = message}}))
+  local event = cjson.encode({status = 'failed', attempt = previous,
+    error = {code = 'attempts_exhausted', message = message}})
+  redis.call('XADD', KEYS[4], '*', 'type', 'status', 'data', event)
+  hook(KEYS[2], 'failed', event)
   ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[4], ARGV[5])
   return {'dead', tostring(previous)}
 end
@@ -132,8 +149,8 @@ redis.call('HSET', KEYS[2], 'status', 'running', 'attempt', attempt, 'worker', A
   'started_at', ARGV[4], 'step', 0, 'total', 0)
 redis.call('XADD', KEYS[4], """
     + _EVENTS_CAP
-    + """, '*', 'type', 'status', 'data',
-  cjson.encode({status = 'running', attempt = attempt}))
+    + """, '*', 'type', 'status', 'data', cjson.encode({status = 'running', attempt = attempt}))
+hook(KEYS[2], 'started', cjson.encode({status = 'running', attempt = attempt}))
 return {'run', tostring(attempt), job[6] or ''}
 """
 )
@@ -143,8 +160,9 @@ return {'run', tostring(attempt), job[6] or ''}
 #: The progress event (without the preview) is kept for resume; the preview goes to the job's
 #: capped, short-lived preview stream. Returns 'ok' | 'cancel' | 'fenced'.
 PROGRESS = (
-    """
-local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'cancel')
+    _PRELUDE
+    + """
+local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'cancel', 'webhook_every')
 if job[1] ~= 'running' or job[2] ~= ARGV[1] then return 'fenced' end
 redis.call('HSET', KEYS[1], 'step', ARGV[2], 'total', ARGV[3])
 redis.call('XADD', KEYS[2], """
@@ -155,6 +173,11 @@ if ARGV[5] ~= '' then
     + str(constants.PREVIEWS_MAXLEN)
     + """, '*', 'type', 'progress', 'data', ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+-- A progress webhook at most every `webhook_every` steps, and at the last step.
+local every = tonumber(job[4] or '')
+if every and (tonumber(ARGV[2]) % every == 0 or ARGV[2] == ARGV[3]) then
+  hook(KEYS[1], 'progress', ARGV[4])
 end
 if job[3] == '1' then return 'cancel' end
 return 'ok'
@@ -186,6 +209,7 @@ if ARGV[8] == '1' then
     redis.call('HGET', KEYS[2], 'error_message') or '')
 end
 redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[7])
+final_hook(KEYS[2], ARGV[4], ARGV[7])
 ack_del(KEYS[1], ARGV[1], ARGV[2]); settle(KEYS[2], KEYS[3], ARGV[6])
 return 1
 """
@@ -254,6 +278,7 @@ if status == 'queued' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'cancel', '1', 'finished_at', ARGV[1])
   redis.call('XDEL', KEYS[1], job[2])
   redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[3])
+  hook(KEYS[2], 'canceled', ARGV[3])
   settle(KEYS[2], KEYS[3], ARGV[2])
   local oldest = frontier(KEYS[1], ARGV[4])
   if job[3] and (not oldest or tonumber(job[3]) > oldest) then

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from omost_renderer.config import Settings
 from omost_renderer.job_queue import JobQueue
 from omost_renderer.storage import ResultStore
+from omost_renderer.webhooks import WebhookAdmission
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ServiceState:
     queue: JobQueue
     store: ResultStore
     http: httpx.AsyncClient
+    webhooks: WebhookAdmission
 
 
 def get_state(request: Request) -> ServiceState:
