@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +38,12 @@ from omost_renderer.errors import (
 from omost_renderer.job_queue import JobQueue, ensure_group
 from omost_renderer.metrics import render_metrics
 from omost_renderer.storage import build_store
+from omost_renderer.webhook_dispatch import (
+    WebhookDispatcher,
+    ensure_webhook_group,
+    webhook_consumer_name,
+)
+from omost_renderer.webhooks import URLPolicy, WebhookAdmission
 from omost_renderer.worker_health import ReadyResponse, readiness
 
 logger = logging.getLogger(__name__)
@@ -163,20 +171,38 @@ def create_app(settings: Settings) -> FastAPI:
         )
         try:
             await ensure_group(redis)
+            await ensure_webhook_group(redis)
         except (RedisConnectionError, RedisTimeoutError) as error:
             # Start anyway: requests answer 503 until Redis is back, then work again.
             logger.warning("redis unavailable at start-up: %s", error)
         http = httpx.AsyncClient(base_url=settings.llm_url, timeout=settings.llm_timeout_s)
+        # Webhooks are sent by every API process (one consumer each), never by a worker.
+        hooks_http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
+        policy = URLPolicy.parse(settings.webhook_allowed_hosts)
+        dispatcher = WebhookDispatcher(
+            redis, settings, hooks_http, consumer=webhook_consumer_name(), policy=policy
+        )
         app.state.service = ServiceState(
             settings=settings,
             redis=redis,
             queue=JobQueue(redis, settings),
             store=build_store(settings),
             http=http,
+            webhooks=WebhookAdmission(
+                policy=policy,
+                keys=dispatcher.keys,
+                progress_every=settings.webhook_progress_every,
+            ),
         )
+        delivery = asyncio.create_task(dispatcher.run(), name="webhook-delivery")
         try:
             yield
         finally:
+            dispatcher.stop()
+            delivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivery
+            await hooks_http.aclose()
             await http.aclose()
             await redis.aclose()
 
