@@ -30,6 +30,7 @@ from omost_renderer.jobs import (
     job_view,
 )
 from omost_renderer.rendering import RenderParams
+from omost_renderer.webhooks import ANONYMOUS_KEY, WebhookRefusedError, WebhookSpec
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class RenderRequest(RenderParams):
 
     canvas: Canvas | None = None
     code: str | None = None
+    webhook: WebhookSpec | None = None
     #: A served model (``GET /v1/models``); unset: the default model. Not a render parameter.
     model: str | None = Field(default=None, max_length=200, exclude=True)
 
@@ -81,7 +83,9 @@ class RenderRequest(RenderParams):
                 ],
                 warnings=list(parsed.warnings),
             )
-        params = RenderParams.model_validate(self.model_dump(exclude={"canvas", "code"}))
+        params = RenderParams.model_validate(
+            self.model_dump(exclude={"canvas", "code", "webhook"})
+        )
         return JobRequest(canvas=canvas, params=params), notes
 
 
@@ -115,7 +119,13 @@ async def submit_render(
     """
     job, notes = body.to_job()
     job = await route_job(state.redis, state.settings, body.model, job)
-    submission = await state.queue.submit(job, idempotency_key, notes)
+    fields: dict[str, str] = {}
+    if body.webhook is not None:
+        try:
+            fields = await state.webhooks.job_fields(body.webhook, ANONYMOUS_KEY)
+        except WebhookRefusedError as error:
+            raise InvalidRequestError(str(error), param="webhook.url") from None
+    submission = await state.queue.submit(job, idempotency_key, notes, fields)
     if submission.created and (notes.corrections or notes.warnings):
         logger.info(
             "render %s: code corrected %s, warnings %s",
