@@ -54,8 +54,19 @@ def running(
             process.wait()
 
 
-def vllm_command(model_dir: Path, served_name: str, port: int) -> list[str]:
-    """vLLM's OpenAI server for ``model_dir`` on CPU, structured outputs by xgrammar."""
+#: vLLM's n-gram speculative decoding, as docs/deployment.md documents it.
+NGRAM_SPECULATION = (
+    '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'
+)
+
+
+def vllm_command(
+    model_dir: Path, served_name: str, port: int, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """vLLM's OpenAI server for ``model_dir`` on CPU, structured outputs by xgrammar.
+
+    ``extra``: more arguments (``--speculative-config ...``).
+    """
     return [
         str(VLLM_PYTHON),
         "-m",
@@ -76,6 +87,7 @@ def vllm_command(model_dir: Path, served_name: str, port: int) -> list[str]:
         "0",
         "--structured-outputs-config",
         STRUCTURED_OUTPUTS,
+        *extra,
     ]
 
 

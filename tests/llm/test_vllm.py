@@ -16,13 +16,17 @@ import httpx
 import openai
 import pytest
 from omost_llm.answer import ANSWER_SENTENCE
+from omost_llm.backends.openai_backend import VLLMBackend
 from omost_llm.config import OutputMode, Settings
+from omost_llm.metrics import Metrics
+from omost_llm.serving import Composer
 from omost_llm.tiny import TINY_VOCAB_FILE, tiny_model_dir
-from omost_schema import Canvas, parse_code
+from omost_schema import COMPACT_BUDGET, Canvas, parse_code
 from openai.types.chat import ChatCompletion
 
 from .conftest import free_port
-from .processes import VLLM_PYTHON, omost_llm_command, running, vllm_command
+from .fakes import FakeBackend, make_canvas
+from .processes import NGRAM_SPECULATION, VLLM_PYTHON, omost_llm_command, running, vllm_command
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -192,3 +196,47 @@ def test_the_model_folder_carries_its_tokenizer() -> None:
     folder: Path = tiny_model_dir(settings.cache_dir, settings.seed)
     assert (folder / "tokenizer.json").is_file()
     assert (folder / "config.json").is_file()
+
+
+def test_ngram_speculation_with_structured_outputs_answers_valid_canvases(
+    tmp_path: Path,
+) -> None:
+    # A second vLLM server, with n-gram speculative decoding as compose and deploy/ turn it on:
+    # an edit turn under the grammar the `vllm` backend sends still answers a valid canvas,
+    # and vLLM did verify drafts.
+    if not VLLM_PYTHON.is_file():
+        pytest.skip(f"{VLLM_PYTHON} is missing: build it with `make vllm-venv`")
+    settings = Settings(model="tiny", backend="vllm", output=OutputMode.CODE)
+    model_dir = tiny_model_dir(settings.cache_dir, settings.seed)
+    port = free_port()
+    env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    url = f"http://127.0.0.1:{port}"
+    command = vllm_command(model_dir, "tiny", port, ("--speculative-config", NGRAM_SPECULATION))
+    composer = Composer(FakeBackend(), settings, Metrics())
+    edit = composer.canvas_conversation("make it blue", make_canvas(locals_=2))
+    body = {
+        "model": "tiny",
+        "messages": [{"role": m.role, "content": m.content} for m in edit.messages],
+        "max_tokens": MAX_TOKENS,
+        **VLLMBackend(settings).constraint_fields(COMPACT_BUDGET),
+    }
+    with running(command, env, f"{url}/health", tmp_path / "vllm.log", 600):
+        for seed, temperature in ((0, 0.0), (1, 0.8)):
+            answer = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={**body, "seed": seed, "temperature": temperature},
+                timeout=600,
+            )
+            assert answer.status_code == 200, answer.text
+            choice = answer.json()["choices"][0]
+            assert choice["finish_reason"] == "stop"
+            canvas = parse_code(choice["message"]["content"], strict=True).canvas
+            assert len(canvas.local_descriptions) <= COMPACT_BUDGET.max_locals
+        metrics = httpx.get(f"{url}/metrics").text
+    drafts = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("vllm:spec_decode_num_draft_tokens_total")
+    ]
+    assert drafts
+    assert float(drafts[0].split()[-1]) > 0
