@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from omost_schema import Canvas
+from omost_schema.occlusion import occlusion_conditions
 from PIL import Image
 
 from omost_renderer.attention_processor import RegionalContext, regional_attention_installed
@@ -300,7 +301,10 @@ class OmostSDXLPipeline:
 
         # 2. text
         processed = canvas.process()
-        positive = encode_regions(self.encoders, processed.conditions)
+        conditions = processed.conditions
+        if params.mask_mode == "occlusion":
+            conditions = occlusion_conditions(canvas, conditions)
+        positive = encode_regions(self.encoders, conditions)
         negative = encode_plain(self.encoders, params.negative_prompt)
 
         # 3. starting latents

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from omost_schema import Canvas
 from omost_schema.json_numbers import NUMBER_ONLY
+from omost_schema.occlusion import MaskMode
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
@@ -86,6 +87,10 @@ class RenderParams(BaseModel):
     #: Start from the colour sketch at this img2img strength (Omost suggests 0.95..0.99);
     #: ``None`` starts from pure noise.
     sketch_strength: Strength | None = None
+    #: Region masks: ``omost`` (overlapping boxes all claim their pixels, as in Omost) or
+    #: ``occlusion`` (a nearer box is removed from the masks of farther local regions, each
+    #: keeping at least a quarter of its box; the global region keeps the whole image).
+    mask_mode: MaskMode = "omost"
 
     @property
     def hires(self) -> bool:
