@@ -8,6 +8,8 @@ from enum import StrEnum
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict
 
+from omost_renderer.edits import EditPlan, EditView
+from omost_renderer.init_images import InitImage
 from omost_renderer.rendering import RenderParams
 
 
@@ -33,6 +35,10 @@ class JobRequest(BaseModel):
 
     canvas: Canvas
     params: RenderParams
+    #: An edit of an earlier render (``edit_of``), planned by the API.
+    edit: EditPlan | None = None
+    #: The user's image to start from (``init_image``), re-encoded into the results store.
+    init: InitImage | None = None
     #: The served model that renders it (its stream); ``None``: a worker serving no named model.
     model: str | None = None
 
@@ -59,6 +65,8 @@ class ImageRecord(BaseModel):
     n: int
     seed: int
     key: str
+    #: The image's final latents, kept for edits (``None``: its renderer kept none).
+    latents_key: str | None = None
 
 
 class Progress(BaseModel):
@@ -99,6 +107,8 @@ class JobView(BaseModel):
     queue_position: int | None = None
     corrections: list[CodeCorrection] = []
     warnings: list[str] = []
+    #: How an edit (``edit_of``) renders: region or full, why, and its repaint mask.
+    edit: EditView | None = None
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -143,4 +153,14 @@ def job_view(fields: dict[str, str], *, base_path: str) -> JobView:
         ],
         corrections=notes.corrections,
         warnings=notes.warnings,
+        edit=_edit_view(fields, base_path),
     )
+
+
+def _edit_view(fields: dict[str, str], base_path: str) -> EditView | None:
+    if not fields.get("edit"):
+        return None
+    view = EditView.model_validate_json(fields["edit"])
+    if fields.get("edit_mask"):
+        view.mask_url = f"{base_path}/mask"
+    return view

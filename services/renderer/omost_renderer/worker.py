@@ -34,6 +34,8 @@ from omost_renderer.job_failures import FailureKind, classify
 from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s
 from omost_renderer.jobs import ImageRecord, JobRequest, JobStatus
 from omost_renderer.pipelines.family_params import family_params_of
+from omost_renderer.render_inputs import kept_for_edits, load_start
+from omost_renderer.render_start import StartingRenderer
 from omost_renderer.rendering import CanvasRenderer, RenderedImage, StepCallback
 from omost_renderer.results_cleanup import ResultsCleanup
 from omost_renderer.storage import ResultStore, image_key
@@ -309,16 +311,22 @@ class Worker:
             request = JobRequest.model_validate_json(job.request_json)
             running.deadline_s = job_deadline_s(request.params, self.settings)
             running.stepped(time.monotonic())
+            start = load_start(request, self.store)
             running.rendering = True
             try:
-                images = self.renderer.render(
-                    request.canvas, request.params, self._on_step(running)
-                )
+                if start is None:
+                    images = self.renderer.render(
+                        request.canvas, request.params, self._on_step(running)
+                    )
+                else:
+                    images = self._starting_renderer().render(
+                        request.canvas, request.params, self._on_step(running), start=start
+                    )
             finally:
                 running.rendering = False
             if running.fenced.is_set():
                 raise FencedOutError(job_id)
-            self._succeed(running, images)
+            self._succeed(running, request, images)
         except _REDIS_ERRORS:
             raise  # the entry stays pending and is reclaimed once Redis is back
         except JobCanceledError:
@@ -369,17 +377,35 @@ class Worker:
         fields = {"error_code": code, "error_message": message[:2000]}
         self.queue.finish(job, JobStatus.FAILED, fields, dead_letter=True)
 
-    def _succeed(self, running: RunningJob, images: list[RenderedImage]) -> None:
+    def _starting_renderer(self) -> StartingRenderer:
+        """The renderer, when it can start from an edit's base or an init image."""
+        if not getattr(self.renderer, "supports_start", False):
+            raise ValueError("this worker's renderer cannot start from an edit or an init image")
+        return self.renderer  # type: ignore[return-value]
+
+    def _succeed(
+        self, running: RunningJob, request: JobRequest, images: list[RenderedImage]
+    ) -> None:
         job = running.job
         job_id = job.claim.job_id
+        # What a later edit needs (canvas, parameters, latents), beside the images.
+        kept, latent_keys = kept_for_edits(job_id, job.attempt, request, images)
+        for key, data in kept:
+            self._store(running, key, data)
         records: list[dict[str, object]] = []
         for n, rendered in enumerate(images):
             buffer = io.BytesIO()
             rendered.image.save(buffer, format="PNG")
             key = image_key(job_id, job.attempt, n)
             self._store(running, key, buffer.getvalue())
-            records.append(ImageRecord(n=n, seed=rendered.seed, key=key).model_dump())
-        fields = {"images": json.dumps(records), "error_code": "", "error_message": ""}
+            record = ImageRecord(n=n, seed=rendered.seed, key=key, latents_key=latent_keys[n])
+            records.append(record.model_dump())
+        fields = {
+            "images": json.dumps(records),
+            "render_record": kept[0][0],
+            "error_code": "",
+            "error_message": "",
+        }
         if not self.queue.finish(job, JobStatus.SUCCEEDED, fields):
             # A newer attempt owns the job: its result is the only one that may exist.
             self._discard(f"{job_id}/{job.attempt}")
