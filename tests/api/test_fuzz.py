@@ -109,6 +109,10 @@ def renderer_url(tmp_path_factory: pytest.TempPathFactory, llm_url: str) -> Iter
     settings_ = make_settings(
         redis_server.url, results, llm_url=llm_url, images_timeout_s=20.0, images_steps=2
     )
+    # No webhook secret and no allowed hosts: every generated webhook is refused at submit, before
+    # any DNS lookup, so the fuzzed server never sends anything anywhere.
+    assert settings_.webhook_secret is None
+    assert settings_.webhook_allowed_hosts == ""
     client = Redis.from_url(settings_.redis_url, decode_responses=True, socket_timeout=5)
     worker = Worker(settings_, FakeRenderer(), client, FileResultStore(results), name="fuzz")  # type: ignore[arg-type]
     thread = WorkerThread(worker).start()

@@ -28,7 +28,7 @@ RENDERER_ROUTES: dict[tuple[str, str], set[int]] = {
     ("get", "/v1/renders/{job_id}/images/{n}"): {400, 404, 503},
     ("get", "/v1/renders/{job_id}/sketch"): {404, 503},
     ("get", "/v1/renders/{job_id}/events"): {400, 404, 503},
-    ("post", "/v1/images/generations"): {400, 413, 500, 502, 503, 504},
+    ("post", "/v1/images/generations"): {400, 413, 422, 500, 502, 503, 504},
     ("get", "/v1/schema/vocabulary"): set(),
     ("post", "/v1/canvases/validate"): {400, 413},
 }

@@ -23,6 +23,14 @@ from omost_renderer.worker_queue import StreamReply
 # A submit whose idempotency key keeps being remapped under it (each remap needs a job to
 # expire) gives up after this many lookups; in practice the second call settles it.
 _MAX_LOOKUPS = 4
+#: The job hash field naming the idempotency key (as submitted) that maps to the job.
+_IDEMPOTENCY_FIELD = "idempotency_key"
+#: KEYS: idempotency key. ARGV: job id. Deletes the key only while it maps to that job.
+_FORGET = """
+local stored = redis.call('GET', KEYS[1])
+if stored and string.match(stored, '^(%S+)') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class JobQueue:
         self._submit = redis.register_script(queue_scripts.SUBMIT)
         self._cancel = redis.register_script(queue_scripts.CANCEL)
         self._position = redis.register_script(queue_scripts.POSITION)
+        self._forget = redis.register_script(_FORGET)
         # Streams whose consumer group this process has made sure of (one per model).
         self._streams: set[str] = {constants.STREAM_KEY}
 
@@ -124,7 +133,7 @@ class JobQueue:
                 idempotency_key,
                 believed,
                 notes or JobNotes(),
-                [item for pair in (fields or {}).items() for item in pair],
+                [item for pair in self._job_fields(fields, idempotency_key) for item in pair],
                 digest or request_digest(request),
             )
             if outcome != "lookup":
@@ -203,6 +212,25 @@ class JobQueue:
             return None
         model = json.loads(raw).get("model")
         return model if isinstance(model, str) else None
+
+    @staticmethod
+    def _job_fields(
+        fields: Mapping[str, str] | None, idempotency_key: str | None
+    ) -> list[tuple[str, str]]:
+        pairs = list((fields or {}).items())
+        if idempotency_key:  # so that the key can be forgotten if its client leaves
+            pairs.append((_IDEMPOTENCY_FIELD, idempotency_key))
+        return pairs
+
+    async def forget_idempotency_key(self, job_id: str) -> None:
+        """Free the idempotency key of a job, unless it maps to another job by now.
+
+        A client that left before its answer never learnt of the job; its retry with the same
+        key must start anew rather than find the job canceled when the client left.
+        """
+        key = await self.redis.hget(constants.job_key(job_id), _IDEMPOTENCY_FIELD)
+        if key:
+            await self._forget(keys=[constants.idempotency_key(str(key))], args=[job_id])
 
     async def get(self, job_id: str) -> dict[str, str] | None:
         """Return the job hash, or ``None`` when there is no such job (or it expired)."""

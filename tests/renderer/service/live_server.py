@@ -81,13 +81,16 @@ def hanging_llm() -> Iterator[HangingLLM]:
         server.server_close()
 
 
-def post_and_hold(url: str, path: str, payload: dict[str, object]) -> socket.socket:
+def post_and_hold(
+    url: str, path: str, payload: dict[str, object], headers: dict[str, str] | None = None
+) -> socket.socket:
     """Send a POST on a raw connection and keep the connection open without reading."""
     address = httpx.URL(url)
     sock = socket.create_connection((address.host, address.port or 80), timeout=30)
     data = json.dumps(payload).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n{extra}"
         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
     )
     sock.sendall(head.encode() + data)

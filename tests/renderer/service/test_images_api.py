@@ -6,13 +6,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fake_renderer import canvas_json
+from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from live_server import hanging_llm, post_and_hold, serve_api
 from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from openai import InternalServerError, OpenAI
+from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_schema import Canvas
+from openai import BadRequestError, InternalServerError, OpenAI, UnprocessableEntityError
 from PIL import Image
 from pytest_httpserver import HTTPServer
 from redis import Redis
@@ -155,3 +157,90 @@ def test_client_leaving_during_the_llm_call_closes_it_and_queues_nothing(
             sock.close()
             assert llm.closed.wait(30), "the LLM call was not closed"
     assert redis_client.xlen(constants.STREAM_KEY) == 0
+
+
+class RecordingRenderer(FakeRenderer):
+    """The fake renderer, keeping the parameters of every render."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.params: list[RenderParams] = []
+
+    def render(
+        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+    ) -> list[RenderedImage]:
+        self.params.append(params)
+        return super().render(canvas, params, on_step)
+
+
+def test_extra_body_render_parameters_reach_the_render(
+    openai_client: tuple[OpenAI, TestClient],
+    images_settings: Settings,
+    start_worker: Callable[..., WorkerThread],
+) -> None:
+    sdk, client = openai_client
+    renderer = RecordingRenderer()
+    start_worker(renderer, settings_=images_settings)
+    extra = {"seed": 4242, "steps": 5, "cfg": 2.5, "negative_prompt": "blurry, text"}
+    result = sdk.images.generate(prompt="a lighthouse", size="128x128", extra_body=extra)
+    (params,) = renderer.params
+    assert (params.seed, params.steps, params.cfg) == (4242, 5, 2.5)
+    assert params.negative_prompt == "blurry, text"
+    assert (params.width, params.height) == (128, 128)
+    assert result.data is not None
+    job = client.get((result.data[0].url or "").rsplit("/images/", 1)[0]).json()
+    assert job["images"][0]["seed"] == 4242
+
+
+def test_extra_body_render_parameters_are_checked(
+    openai_client: tuple[OpenAI, TestClient], llm: HTTPServer
+) -> None:
+    sdk, _ = openai_client
+    for extra in ({"steps": 0}, {"seed": -1}, {"cfg": "high"}, {"steps": True}):
+        with pytest.raises(BadRequestError):
+            sdk.images.generate(prompt="a lighthouse", extra_body=extra)
+    assert llm.log == []  # refused before the LLM was asked
+
+
+def test_idempotency_key_answers_with_the_same_render(
+    openai_client: tuple[OpenAI, TestClient],
+    images_settings: Settings,
+    start_worker: Callable[..., WorkerThread],
+) -> None:
+    sdk, _ = openai_client
+    renderer = RecordingRenderer()
+    start_worker(renderer, settings_=images_settings)
+    headers = {"Idempotency-Key": "order-17"}
+    first = sdk.images.generate(prompt="a lighthouse", size="64x64", extra_headers=headers)
+    again = sdk.images.generate(prompt="a lighthouse", size="64x64", extra_headers=headers)
+    assert first.data is not None
+    assert again.data is not None
+    assert again.data[0].url == first.data[0].url
+    assert again.data[0].revised_prompt == first.data[0].revised_prompt
+    assert len(renderer.params) == 1
+    with pytest.raises(UnprocessableEntityError):
+        sdk.images.generate(prompt="another prompt", size="64x64", extra_headers=headers)
+
+
+def test_a_client_leaving_frees_its_idempotency_key(
+    images_settings: Settings, redis_client: Redis
+) -> None:
+    with serve_api(images_settings) as url:
+        sock = post_and_hold(
+            url,
+            "/v1/images/generations",
+            {"prompt": "a lighthouse"},
+            headers={"Idempotency-Key": "k-1"},
+        )
+        wait_for(lambda: redis_client.xlen(constants.STREAM_KEY) == 1, what="the render job")
+        job_id = redis_client.xrange(constants.STREAM_KEY)[0][1]["job"]
+        assert redis_client.keys(f"{constants.IDEMPOTENCY_KEY_PREFIX}*")
+        sock.close()
+        wait_for(
+            lambda: redis_client.hget(constants.job_key(job_id), "status") == "canceled",
+            what="the job of the departed client to be canceled",
+        )
+        wait_for(
+            lambda: not redis_client.keys(f"{constants.IDEMPOTENCY_KEY_PREFIX}*"),
+            what="its idempotency key to be forgotten",
+        )

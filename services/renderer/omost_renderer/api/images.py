@@ -8,14 +8,16 @@ that closes its connection first stops the work: the LLM call is closed, the ren
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 from typing import Annotated, Literal
 
 import anyio
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from omost_schema import Canvas
+from omost_schema.json_numbers import NUMBER_ONLY
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omost_renderer.api import route_docs
@@ -30,13 +32,23 @@ from omost_renderer.errors import (
     UpstreamError,
 )
 from omost_renderer.jobs import JobRequest, JobStatus, images_of
-from omost_renderer.rendering import MAX_IMAGES, MAX_SIDE, RenderParams
+from omost_renderer.rendering import (
+    MAX_IMAGES,
+    MAX_NEGATIVE_PROMPT_CHARS,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    RenderParams,
+)
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/images")
 
 State = Annotated[ServiceState, Depends(get_state)]
+_MAX_IDEMPOTENCY_KEY = 255
+#: The job hash field keeping the revised prompt of an Images API render.
+_REVISED_PROMPT = "revised_prompt"
 
 
 class ImageGenerationRequest(BaseModel):
@@ -51,6 +63,16 @@ class ImageGenerationRequest(BaseModel):
     size: str = "1024x1024"
     response_format: Literal["url", "b64_json"] = "url"
     user: str | None = None
+    # Render parameters beyond OpenAI's, sent as extra body fields (the openai SDK's
+    # `extra_body`); unset: the renderer's defaults (`images_steps` for `steps`).
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED), NUMBER_ONLY] | None = None
+    steps: Annotated[int, Field(ge=1, le=MAX_STEPS), NUMBER_ONLY] | None = None
+    cfg: Annotated[float, Field(ge=0.0, le=30.0), NUMBER_ONLY] | None = None
+    negative_prompt: Annotated[str, Field(max_length=MAX_NEGATIVE_PROMPT_CHARS)] | None = None
+
+    def digest(self) -> str:
+        """What an ``Idempotency-Key`` remembers this request by (its canvas is composed anew)."""
+        return "images:" + hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
 class ImageData(BaseModel):
@@ -80,13 +102,21 @@ def _parse_size(size: str) -> tuple[int, int]:
     return width, height
 
 
-def _check_budget(width: int, height: int, n: int, steps: int) -> None:
-    """Refuse, before the LLM is asked, a size and ``n`` over the renderer's pixel budget."""
+def _render_params(body: ImageGenerationRequest, steps: int) -> RenderParams:
+    """The render's parameters, checked (the budget too) before the LLM is asked."""
+    width, height = _parse_size(body.size)
+    given = body.model_dump(include={"seed", "cfg", "negative_prompt"}, exclude_none=True)
     try:
-        RenderParams(width=width, height=height, num_images=n, steps=steps)
+        return RenderParams(
+            width=width,
+            height=height,
+            num_images=body.n,
+            steps=body.steps if body.steps is not None else steps,
+            **given,
+        )
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        raise InvalidRequestError(f"size and n: {first['msg']}", param="n") from None
+        raise InvalidRequestError(f"size, n and steps: {first['msg']}", param="n") from None
 
 
 async def _compose(state: ServiceState, prompt: str) -> Canvas:
@@ -123,22 +153,27 @@ async def _wait(state: ServiceState, job_id: str) -> dict[str, str]:
 
 @router.post("/generations", responses=route_docs.IMAGES)
 async def generate_images(
-    body: ImageGenerationRequest, request: Request, state: State
+    body: ImageGenerationRequest,
+    request: Request,
+    state: State,
+    idempotency_key: Annotated[str | None, Header(max_length=_MAX_IDEMPOTENCY_KEY)] = None,
 ) -> ImagesResponse:
     """Compose a canvas for the prompt, render it and answer like OpenAI's Images API.
 
-    If the client disconnects first, the LLM call is closed and the render job canceled.
+    The same ``Idempotency-Key`` answers with the same render (the same key with another
+    request: 422). If the client disconnects first, the LLM call is closed and the render job
+    canceled; its idempotency key is then forgotten, so a retry renders anew.
     """
-    width, height = _parse_size(body.size)
-    _check_budget(width, height, body.n, state.settings.images_steps)
+    params = _render_params(body, state.settings.images_steps)
     jobs: list[str] = []
     try:
         return await unless_disconnected(
-            request, lambda: _generate(body, request, state, width, height, jobs)
+            request, lambda: _generate(body, request, state, params, idempotency_key, jobs)
         )
     except ClientClosedError:
         for job_id in jobs:
             outcome = await state.queue.cancel(job_id)
+            await state.queue.forget_idempotency_key(job_id)
             logger.info("images request left before render %s ended: cancel %s", job_id, outcome)
         raise
 
@@ -147,26 +182,31 @@ async def _generate(
     body: ImageGenerationRequest,
     request: Request,
     state: ServiceState,
-    width: int,
-    height: int,
+    params: RenderParams,
+    idempotency_key: str | None,
     jobs: list[str],
 ) -> ImagesResponse:
-    """Compose, queue and wait; the job's id is added to ``jobs`` as soon as it is queued."""
-    params = RenderParams(
-        width=width, height=height, num_images=body.n, steps=state.settings.images_steps
-    )
+    """Compose, queue and wait; a job this call queued is added to ``jobs`` at once."""
     # The model first: an unknown one is refused before the LLM is asked for a canvas.
     model = await route_model(state.redis, state.settings, body.model, params)
     canvas = await _compose(state, body.prompt)
     with anyio.CancelScope(shield=True):  # a job once queued is always known, to be canceled
-        submission = await state.queue.submit(JobRequest(canvas=canvas, params=params, model=model))
-        jobs.append(submission.job_id)
+        # The canvas's own summary of the image; a model may leave it empty, then the prompt
+        # stands. Kept with the job, for a retry with the same idempotency key.
+        revised = canvas.global_description.description.strip() or body.prompt
+        submission = await state.queue.submit(
+            JobRequest(canvas=canvas, params=params, model=model),
+            f"images:{idempotency_key}" if idempotency_key else None,
+            fields={_REVISED_PROMPT: revised},
+            digest=body.digest(),
+        )
+        if submission.created:  # a retry's client leaving does not cancel the first's job
+            jobs.append(submission.job_id)
     fields = await _wait(state, submission.job_id)
     if fields["status"] != JobStatus.SUCCEEDED:
         message = fields.get("error_message") or f"render {fields['status']}"
         raise RenderFailedError(message, code=fields.get("error_code") or "render_failed")
-    # The canvas's own summary of the image; a model may leave it empty, then the prompt stands.
-    revised = canvas.global_description.description.strip() or body.prompt
+    revised = fields.get(_REVISED_PROMPT) or revised
     data: list[ImageData] = []
     for image in images_of(fields):
         if body.response_format == "url":

@@ -93,6 +93,7 @@ IMAGES: Responses = error_responses(
     QueueFullError,
     *_WRITE,
     RenderTimeoutError,
+    IdempotencyKeyReusedError,
 )
 VALIDATE: Responses = error_responses(InvalidRequestError, TOO_LARGE_DOC)
 READY: Responses = error_responses(BackendUnavailableError)
