@@ -23,6 +23,14 @@ _RETRY_AFTER = {
 }
 
 
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "`Bearer`: the key goes in `Authorization: Bearer <key>`.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 class StatusError(Protocol):
     """An error class that knows its HTTP status."""
 
@@ -49,7 +57,8 @@ def error_responses(*sources: ErrorSource) -> dict[int | str, dict[str, Any]]:
 
     Returns:
         ``{status: {"model": ErrorResponse, "description": ...}}``, one entry per status, the
-        descriptions of errors sharing a status joined; 429 and 503 document ``Retry-After``.
+        descriptions of errors sharing a status joined; 429 and 503 document ``Retry-After``, 401
+        ``WWW-Authenticate``.
     """
     descriptions: dict[int, list[str]] = {}
     for source in sources:
@@ -64,5 +73,7 @@ def error_responses(*sources: ErrorSource) -> dict[int | str, dict[str, Any]]:
         }
         if status in _RETRY_STATUSES:
             entry["headers"] = _RETRY_AFTER
+        elif status == 401:
+            entry["headers"] = _WWW_AUTHENTICATE
         responses[status] = entry
     return responses

@@ -18,27 +18,30 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from .conftest import LLM_MODEL
 
 # (method, path) -> the error statuses the route can answer, read from its code.
+# Every `/v1/*` route can refuse a missing or wrong API key (401) or a per-key limit (429).
+KEYED = {401, 429}
 RENDERER_ROUTES: dict[tuple[str, str], set[int]] = {
     ("get", "/health"): set(),
     ("get", "/ready"): {503},
-    ("get", "/metrics"): {503},
-    ("post", "/v1/renders"): {400, 413, 422, 503},
-    ("get", "/v1/renders/{job_id}"): {404, 503},
-    ("post", "/v1/renders/{job_id}/cancel"): {404, 409, 503},
-    ("get", "/v1/renders/{job_id}/images/{n}"): {400, 404, 503},
-    ("get", "/v1/renders/{job_id}/sketch"): {404, 503},
-    ("get", "/v1/renders/{job_id}/events"): {400, 404, 503},
-    ("post", "/v1/images/generations"): {400, 413, 422, 500, 502, 503, 504},
-    ("get", "/v1/schema/vocabulary"): set(),
-    ("post", "/v1/canvases/validate"): {400, 413},
+    ("get", "/metrics"): {401, 503},
+    ("post", "/v1/renders"): KEYED | {400, 413, 422, 503},
+    ("get", "/v1/renders/{job_id}"): KEYED | {404, 503},
+    ("post", "/v1/renders/{job_id}/cancel"): KEYED | {404, 409, 503},
+    ("get", "/v1/renders/{job_id}/images/{n}"): KEYED | {400, 404, 503},
+    ("get", "/v1/renders/{job_id}/sketch"): KEYED | {404, 503},
+    ("get", "/v1/renders/{job_id}/events"): KEYED | {400, 404, 503},
+    ("post", "/v1/images/generations"): KEYED | {400, 413, 422, 500, 502, 503, 504},
+    ("get", "/v1/schema/vocabulary"): KEYED,
+    ("get", "/v1/models"): KEYED,
+    ("post", "/v1/canvases/validate"): KEYED | {400, 413},
 }
 LLM_ROUTES: dict[tuple[str, str], set[int]] = {
-    ("post", "/v1/chat/completions"): {400, 404, 413, 422, 429, 502, 503, 504},
-    ("post", "/v1/canvases"): {400, 413, 422, 429, 502, 503, 504},
-    ("get", "/v1/models"): set(),
+    ("post", "/v1/chat/completions"): KEYED | {400, 404, 413, 422, 502, 503, 504},
+    ("post", "/v1/canvases"): KEYED | {400, 413, 422, 502, 503, 504},
+    ("get", "/v1/models"): KEYED,
     ("get", "/health"): set(),
     ("get", "/ready"): {503},
-    ("get", "/metrics"): set(),
+    ("get", "/metrics"): {401},
 }
 # Routes whose success is not JSON, and its media type.
 MEDIA: dict[tuple[str, str], str] = {
@@ -140,6 +143,8 @@ def test_every_route_lists_its_error_statuses_with_the_envelope(
             assert responses[str(status)]["description"], (route, status)
             if status in (429, 503):
                 assert "Retry-After" in responses[str(status)]["headers"], route
+            if status == 401:
+                assert "WWW-Authenticate" in responses[str(status)]["headers"], route
 
 
 def test_every_success_documents_its_media_type(

@@ -63,3 +63,12 @@ def test_dotenv_bad_line_names_its_number(tmp_path: Path) -> None:
     path.write_text("OMOST_A=1\nnot a setting\n", encoding="utf-8")
     with pytest.raises(ValueError, match=":2:"):
         read_dotenv(path)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5"])
+def test_binding_beyond_loopback_needs_api_keys(host: str) -> None:
+    with pytest.raises(ValueError, match="OMOST_LLM_API_KEYS and OMOST_RENDERER_API_KEYS"):
+        plan_stack({"OMOST_HOST": host}, {}, gpus=0)
+    keys = {"OMOST_LLM_API_KEYS": "a=0123456789abcdefgh", "OMOST_RENDERER_API_KEYS": "b=x" * 8}
+    assert plan_stack({"OMOST_HOST": host, **keys}, {}, gpus=0).host == host
+    assert plan_stack({"OMOST_HOST": "127.0.0.1"}, {}, gpus=0).host == "127.0.0.1"

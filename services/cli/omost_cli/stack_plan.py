@@ -71,6 +71,22 @@ def _port(settings: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
+_KEY_SETTINGS = ("OMOST_LLM_API_KEYS", "OMOST_RENDERER_API_KEYS")
+
+
+def _refuse_open_network(host: str, settings: Mapping[str, str]) -> None:
+    """Refuse to bind beyond this machine a service that would answer anyone (no API keys)."""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return
+    missing = [name for name in _KEY_SETTINGS if not settings.get(name, "").strip()]
+    if missing:
+        raise ValueError(
+            f"OMOST_HOST={host} makes the services reachable from the network, but"
+            f" {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} empty: anyone could"
+            " use them. Set API keys (docs/operations.md#security) or keep OMOST_HOST=127.0.0.1."
+        )
+
+
 def plan_stack(environ: Mapping[str, str], dotenv: Mapping[str, str], gpus: int) -> StackPlan:
     """Resolve the stack's settings: the environment wins over ``.env``, which wins over defaults.
 
@@ -83,7 +99,8 @@ def plan_stack(environ: Mapping[str, str], dotenv: Mapping[str, str], gpus: int)
         The plan; the env it carries has every resolved ``OMOST_*`` setting.
 
     Raises:
-        ValueError: If a port setting is not a valid port.
+        ValueError: If a port setting is not a valid port, or ``OMOST_HOST`` is not a loopback
+            address while a service has no API keys (it would be open to the network).
     """
     defaults = GPU_DEFAULTS if gpus > 0 else CPU_DEFAULTS
     settings = {**defaults, **dotenv, **environ}
@@ -91,6 +108,7 @@ def plan_stack(environ: Mapping[str, str], dotenv: Mapping[str, str], gpus: int)
         settings[name] == value for name, value in CPU_DEFAULTS.items()
     )
     host = settings.get("OMOST_HOST", "127.0.0.1")
+    _refuse_open_network(host, settings)
     plan = StackPlan(
         host=host,
         llm_port=_port(settings, "OMOST_LLM_PORT", 8000),

@@ -6,7 +6,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,15 @@ def _default_cache_dir() -> Path:
     # Inside the environment the service is installed in, where `scripts/fetch-tiny-vocab.sh`
     # puts the tokenizer vocabulary of the `tiny` model.
     return Path(sys.prefix) / "share" / "omost-llm"
+
+
+class KeyLimits(BaseModel):
+    """Per-key overrides of the rate-limit defaults (``key_limits``); unset fields keep them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(None, ge=0)
+    tokens_per_minute: int | None = Field(None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -133,6 +142,38 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(600.0, gt=0, description="Whole-generation time limit.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Upstream connect time limit.")
     retry_after_s: int = Field(1, ge=0, description="`Retry-After` on 429 and 503 answers.")
+
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "API keys: comma-separated `name=key` pairs (`name=sha256:<hex>` for a stored "
+            "hash), or `@/path` to a file of one pair a line. Empty: open to anyone."
+        ),
+    )
+    require_api_keys: bool = Field(
+        False, description="Refuse to start without `api_keys` (compose and Kubernetes set it)."
+    )
+    metrics_api_key: SecretStr | None = Field(
+        None, description="Bearer key `/metrics` requires; unset: `/metrics` is open."
+    )
+    requests_per_minute: int = Field(
+        600, ge=0, description="Requests a minute per API key, per replica (0: no limit)."
+    )
+    tokens_per_minute: int = Field(
+        1_000_000,
+        ge=0,
+        description=(
+            "Tokens a minute per API key, per replica (0: no limit); a request counts its "
+            "prompt (characters / 4) plus its `max_tokens`, as OpenAI estimates."
+        ),
+    )
+    key_limits: dict[str, KeyLimits] = Field(
+        default_factory=dict,
+        description=(
+            'Per-key overrides, JSON: `{"name": {"requests_per_minute": 60, '
+            '"tokens_per_minute": 100000}}`.'
+        ),
+    )
 
     host: str = Field("127.0.0.1", description="Bind address of `omost-llm serve`.")
     port: int = Field(8000, description="Port of `omost-llm serve`.")

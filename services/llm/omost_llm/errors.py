@@ -38,6 +38,8 @@ class LLMServiceError(Exception):
         self.param = param
         self.code = code or self.default_code
         self.retry_after = retry_after
+        #: More headers of the answer (``WWW-Authenticate``, ``x-ratelimit-*``).
+        self.headers: dict[str, str] = {}
 
     def to_response(self) -> ErrorResponse:
         """The OpenAI envelope of this error."""
@@ -99,6 +101,22 @@ class AnswerTooLongError(LLMServiceError):
     status_code = 422
     error_type = "invalid_request_error"
     default_code = "max_tokens_exhausted"
+
+
+class AuthenticationError(LLMServiceError):
+    """The API key is missing or wrong (`Authorization: Bearer <key>`) (401)."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class KeyRateLimitError(LLMServiceError):
+    """The API key used its requests or tokens of this minute (429)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
 
 
 class SaturatedError(LLMServiceError):

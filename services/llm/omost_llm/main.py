@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,10 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastAPIValidationError
 from fastapi.responses import JSONResponse
+from omost_schema.api_keys import OPEN_WARNING, service_keys
 from omost_schema.asgi_limits import BodySizeLimit
+from omost_schema.rate_limits import RateLimitHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from omost_llm.auth import Access, KeyLimiter
 from omost_llm.config import Settings
 from omost_llm.errors import (
     BadRequestError,
@@ -26,12 +30,16 @@ from omost_llm.protocol import Backend
 from omost_llm.routes import router
 from omost_llm.serving import Composer
 
+logger = logging.getLogger(__name__)
+
 _ROUTES = ("/v1/chat/completions", "/v1/canvases", "/v1/models", "/health", "/ready", "/metrics")
 
 
 def error_response(error: LLMServiceError) -> JSONResponse:
     """The one place where a service error becomes an HTTP answer."""
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(
         error.to_response().model_dump(mode="json"), status_code=error.status_code, headers=headers
     )
@@ -98,6 +106,16 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         backend = make_backend(settings)
     metrics = Metrics()
     composer = Composer(backend, settings, metrics)
+    keys = service_keys(
+        settings.api_keys.get_secret_value(),
+        required=settings.require_api_keys,
+        setting="OMOST_LLM_API_KEYS",
+    )
+    if keys.is_open:
+        logger.warning(OPEN_WARNING, "OMOST_LLM_API_KEYS")
+    else:
+        logger.info("API keys required; %d key names: %s", len(keys.names), ", ".join(keys.names))
+    metrics_key = settings.metrics_api_key.get_secret_value() if settings.metrics_api_key else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +129,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.composer = composer
+    app.state.access = Access(keys, KeyLimiter(settings), metrics_key, metrics)
     app.state.started = int(time.time())
     app.include_router(router)
 
@@ -131,6 +150,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         return error_response(InternalError(f"internal error: {type(exc).__name__}"))
 
     # The last added is the outermost: the metrics see the body limit's answers too.
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -60,6 +60,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.key_requests = Counter(
+            "omost_llm_key_requests",
+            "Requests per API key name, by outcome (allowed, rate_limited).",
+            ["key", "outcome"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         """The exposition text for ``GET /metrics``."""
         return generate_latest(self.registry)

@@ -15,11 +15,13 @@ from pydantic import BaseModel
 from omost_llm.api_models import CanvasResponse, ChatCompletion, ModelList
 from omost_llm.errors import (
     AnswerTooLongError,
+    AuthenticationError,
     BackendResponseError,
     BackendTimeoutError,
     BackendUnavailableError,
     BadRequestError,
     ContextLengthExceededError,
+    KeyRateLimitError,
     ModelNotFoundError,
     RequestTooLargeError,
     RequestValidationError,
@@ -35,6 +37,8 @@ class StatusBody(BaseModel):
     status: str
 
 
+#: A missing or wrong API key, or the key's requests or tokens of this minute used up.
+_KEYED = (AuthenticationError, KeyRateLimitError)
 #: What any generation can fail with, once the request is valid.
 _GENERATION_ERRORS = (
     AnswerTooLongError,
@@ -70,13 +74,16 @@ CHAT: Responses = {
         " chat completion chunks ending with `data: [DONE]`.",
         "content": _EVENT_STREAM,
     },
-    **error_responses(*_BODY_ERRORS, ModelNotFoundError, *_GENERATION_ERRORS),
+    **error_responses(*_KEYED, *_BODY_ERRORS, ModelNotFoundError, *_GENERATION_ERRORS),
 }
 CANVASES: Responses = {
     200: {"model": CanvasResponse, "description": "The canvas, its code and what was corrected."},
-    **error_responses(*_BODY_ERRORS, *_GENERATION_ERRORS),
+    **error_responses(*_KEYED, *_BODY_ERRORS, *_GENERATION_ERRORS),
 }
-MODELS: Responses = {200: {"model": ModelList, "description": "The one model served."}}
+MODELS: Responses = {
+    200: {"model": ModelList, "description": "The one model served."},
+    **error_responses(*_KEYED),
+}
 HEALTH: Responses = {200: {"model": StatusBody, "description": "The process answers."}}
 READY: Responses = {
     200: {"model": StatusBody, "description": "The backend is reachable and warmed up."},
@@ -87,5 +94,6 @@ METRICS: Responses = {
     200: {
         "description": "Prometheus text exposition format.",
         "content": {"text/plain": {"schema": {"type": "string"}}},
-    }
+    },
+    **error_responses(AuthenticationError),
 }

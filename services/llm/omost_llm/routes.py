@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from omost_llm import route_docs
@@ -26,6 +26,7 @@ from omost_llm.api_models import (
     Usage,
     dump,
 )
+from omost_llm.auth import authenticate, authenticate_metrics, charge_tokens, estimate_tokens
 from omost_llm.canvas_budget import request_budget
 from omost_llm.config import Settings
 from omost_llm.disconnect import cancel_on_disconnect
@@ -35,6 +36,8 @@ from omost_llm.serving import Composer, Composition, Conversation, Progress
 from omost_llm.sse import ChunkWriter, ClosingStreamingResponse, chat_events
 
 router = APIRouter()
+#: Every `/v1/*` route needs the API key when keys are configured (`omost_llm.auth`).
+_KEYED = [Depends(authenticate)]
 
 
 def _composer(request: Request) -> Composer:
@@ -121,7 +124,9 @@ def _check_chat(body: ChatCompletionRequest, settings: Settings) -> None:
         )
 
 
-@router.post("/v1/chat/completions", response_model=None, responses=route_docs.CHAT)
+@router.post(
+    "/v1/chat/completions", response_model=None, responses=route_docs.CHAT, dependencies=_KEYED
+)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     """OpenAI-compatible chat: the answer is an Omost canvas, its JSON in the ``omost`` field."""
     settings, composer = _settings(request), _composer(request)
@@ -134,6 +139,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         seed=body.seed,
         stop=stop,
     )
+    charge_tokens(request, estimate_tokens([m.text() for m in body.messages], params.max_tokens))
     budget = request_budget(
         composer.budget, body.omost.budget if body.omost else None, "omost.budget"
     )
@@ -186,7 +192,9 @@ async def _stream_chat(
     return ClosingStreamingResponse(events, media_type="text/event-stream")
 
 
-@router.post("/v1/canvases", response_model=None, responses=route_docs.CANVASES)
+@router.post(
+    "/v1/canvases", response_model=None, responses=route_docs.CANVASES, dependencies=_KEYED
+)
 async def create_canvas(body: CanvasRequest, request: Request) -> Response:
     """Compose (or edit) one canvas and answer with JSON, no chat."""
     settings, composer = _settings(request), _composer(request)
@@ -202,6 +210,7 @@ async def create_canvas(body: CanvasRequest, request: Request) -> Response:
         top_p=body.top_p,
         seed=body.seed,
     )
+    charge_tokens(request, estimate_tokens([body.prompt], params.max_tokens))
     budget = request_budget(composer.budget, body.budget, "budget")
     conversation = composer.canvas_conversation(body.prompt, body.previous_canvas, budget)
     composition = await cancel_on_disconnect(request, composer.compose(conversation, params))
@@ -216,7 +225,7 @@ async def create_canvas(body: CanvasRequest, request: Request) -> Response:
     return JSONResponse(dump(answer))
 
 
-@router.get("/v1/models", responses=route_docs.MODELS)
+@router.get("/v1/models", responses=route_docs.MODELS, dependencies=_KEYED)
 async def list_models(request: Request) -> JSONResponse:
     """The one model this service serves."""
     settings = _settings(request)
@@ -240,7 +249,12 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=Response, responses=route_docs.METRICS)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=route_docs.METRICS,
+    dependencies=[Depends(authenticate_metrics)],
+)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     body = request.app.state.metrics.render()

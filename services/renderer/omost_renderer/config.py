@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omost_renderer.webhooks import URLPolicy, parse_secrets, secret_bytes
+
+
+class KeyLimits(BaseModel):
+    """Per-key overrides of the quota defaults (``key_limits``); unset fields keep the default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    jobs: int | None = Field(default=None, ge=0)
+    daily_megapixel_steps: float | None = Field(default=None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -190,6 +200,41 @@ class Settings(BaseSettings):
     def _allowed_hosts_form(cls, value: str) -> str:
         URLPolicy.parse(value)
         return value
+
+    api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="API keys: comma-separated `name=key` pairs (`name=sha256:<hex>` for a"
+        " stored hash), or `@/path` to a file of one pair a line. Empty: open to anyone.",
+    )
+    require_api_keys: bool = Field(
+        default=False,
+        description="Refuse to start the API without `api_keys` (compose and Kubernetes set it).",
+    )
+    metrics_api_key: SecretStr | None = Field(
+        default=None, description="Bearer key `/metrics` requires; unset: `/metrics` is open."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description="The renderer's own key for the LLM service (sent by `/llm/*` and the Images"
+        " API; a caller's key is never passed on).",
+    )
+    requests_per_minute: int = Field(
+        default=600, ge=0, description="Requests a minute per API key (0: no limit)."
+    )
+    jobs_per_key: int = Field(
+        default=32, ge=0, description="Render jobs queued or running at once per key (0: no limit)."
+    )
+    daily_megapixel_steps: float = Field(
+        default=50_000.0,
+        ge=0,
+        description="Rendered megapixel-steps (pixels times steps / 1e6) a key may use per UTC"
+        " day (0: no limit).",
+    )
+    key_limits: dict[str, KeyLimits] = Field(
+        default_factory=dict,
+        description='Per-key overrides, JSON: `{"name": {"requests_per_minute": 60, "jobs": 4,'
+        ' "daily_megapixel_steps": 1000}}`.',
+    )
 
     @property
     def heartbeat_interval_s(self) -> float:

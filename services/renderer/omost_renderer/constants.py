@@ -39,6 +39,9 @@ WEBHOOK_STREAM_KEY = "omost:render:webhooks"
 WEBHOOK_GROUP_NAME = "omost-render-webhooks"
 #: Sorted set of deliveries to retry, scored by when (Unix seconds); moved back to the stream.
 WEBHOOK_RETRY_KEY = "omost:render:webhooks:retry"
+#: Per-key quota counters: ``<prefix><key name>:requests:<minute>``, ``:jobs`` (a sorted set of
+#: the key's live job ids) and ``:budget:<UTC day>`` (pixel-steps used).
+QUOTA_KEY_PREFIX = "omost:render:quota:"
 
 #: A worker health key lives this many heartbeats, so one missed beat does not fail a probe.
 HEALTH_TTL_HEARTBEATS = 3
@@ -94,3 +97,18 @@ def idempotency_key(client_key: str) -> str:
 def worker_health_key(worker_name: str) -> str:
     """Return the health key of a worker."""
     return f"{WORKER_HEALTH_KEY_PREFIX}{worker_name}"
+
+
+def quota_requests_key(name: str, minute: int) -> str:
+    """Return the counter of a key's requests in one minute (``int(unix time / 60)``)."""
+    return f"{QUOTA_KEY_PREFIX}{name}:requests:{minute}"
+
+
+def quota_jobs_key(name: str) -> str:
+    """Return the sorted set of a key's queued and running jobs (scored by admission time)."""
+    return f"{QUOTA_KEY_PREFIX}{name}:jobs"
+
+
+def quota_budget_key(name: str, day: str) -> str:
+    """Return the counter of a key's rendered pixel-steps on one UTC day (``YYYY-MM-DD``)."""
+    return f"{QUOTA_KEY_PREFIX}{name}:budget:{day}"

@@ -16,6 +16,7 @@ class RendererError(Exception):
         error_type: OpenAI ``error.type``.
         code: Machine-readable ``error.code``.
         param: The request field at fault, when there is one.
+        headers: Headers of the answer beyond the envelope's (``WWW-Authenticate``, limits).
     """
 
     status_code = 500
@@ -26,8 +27,30 @@ class RendererError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers: dict[str, str] = {}
         if code is not None:
             self.code = code
+
+
+class AuthenticationError(RendererError):
+    """The API key is missing or wrong (`Authorization: Bearer <key>`)."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class RateLimitError(RendererError):
+    """A per-key limit is reached (requests a minute, jobs at once, or the daily budget)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {**headers, "Retry-After": str(retry_after_s)}
 
 
 class InvalidRequestError(RendererError):

@@ -104,6 +104,7 @@ class JobQueue:
         notes: JobNotes | None = None,
         fields: Mapping[str, str] | None = None,
         digest: str | None = None,
+        job_id: str | None = None,
     ) -> Submission:
         """Queue a job, or return the job an earlier call made with the same idempotency key.
 
@@ -117,13 +118,15 @@ class JobQueue:
             fields: More fields of the job hash (its webhook, its API key's name).
             digest: What the idempotency key remembers the request by, when not the digest of
                 ``request`` (the Images API's, whose canvas the LLM composes anew each time).
+            job_id: The new job's id, when the caller chose it (per-key quotas count it before
+                it is queued); a fresh one otherwise.
 
         Raises:
             QueueFullError: The backlog (queued plus running jobs) is at its limit.
             IdempotencyKeyReusedError: The key was used with a different request.
             ConflictError: The key kept being remapped by concurrent submits (expired jobs).
         """
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         believed = ""
         await self._ensure_stream(request.model)
         for _ in range(_MAX_LOOKUPS):

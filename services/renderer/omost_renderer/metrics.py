@@ -82,6 +82,7 @@ class _QueueCollector(Collector):
         for outcome in ("delivered", "retried", "dropped"):
             webhooks.add_metric([outcome], float(stats.counters.get(f"webhooks:{outcome}", "0")))
         yield webhooks
+        yield from _key_metrics(stats.counters)
         yield _histogram(
             "wait",
             "Time from enqueue to the start of an attempt.",
@@ -91,6 +92,33 @@ class _QueueCollector(Collector):
         yield _histogram(
             "run", "Time from start to end of an attempt.", stats.counters, constants.RUN_BUCKETS_S
         )
+
+
+def _key_metrics(counters: dict[str, str]) -> Iterator[Metric]:
+    """Per-API-key counters the quota scripts keep (by key name, never the key)."""
+    requests = CounterMetricFamily(
+        "omost_render_key_requests", "Requests counted per API key.", labels=["key"]
+    )
+    refused = CounterMetricFamily(
+        "omost_render_key_refused",
+        "Requests refused with 429 per API key, by limit (requests, jobs, budget).",
+        labels=["key", "limit"],
+    )
+    work = CounterMetricFamily(
+        "omost_render_key_megapixel_steps",
+        "Rendered megapixel-steps charged per API key.",
+        labels=["key"],
+    )
+    for field, value in sorted(counters.items()):
+        kind, _, rest = field.partition(":")
+        if kind == "key_requests":
+            requests.add_metric([rest], float(value))
+        elif kind == "key_refused":
+            name, _, limit = rest.rpartition(":")
+            refused.add_metric([name, limit], float(value))
+        elif kind == "key_pixel_steps":
+            work.add_metric([rest], float(value) / 1e6)
+    yield from (requests, refused, work)
 
 
 def render_metrics(stats: QueueStats) -> bytes:

@@ -3,7 +3,8 @@
 One session starts: redis-server on a free port; the real LLM service (`omost-llm serve`, tiny
 transformers backend); a fake LLM that streams a known canvas slowly (for exact assertions); three
 `omost-renderer api` processes (real LLM, fake LLM, and an unreachable LLM with a one-job backlog
-on an unserved Redis database, for the error paths); one `omost-renderer worker` with the tiny
+on an unserved Redis database, for the error paths; and one that requires an API key, on the
+fake LLM); one `omost-renderer worker` with the tiny
 pipeline. Chromium is Debian's, driven by Playwright through its executable path.
 """
 
@@ -19,6 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from web_fake_llm import FakeLLM, build_fake_llm
 from web_stack import (
+    API_KEY,
     ARTIFACTS,
     BIN,
     CHROMIUM_ARGS,
@@ -40,7 +42,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     processes = Processes(ARTIFACTS)
     fake = FakeLLM()
     redis_port, llm_port, fake_port = free_port(), free_port(), free_port()
-    api_ports = {"real": free_port(), "fake": free_port(), "broken": free_port()}
+    api_ports = {
+        "real": free_port(),
+        "fake": free_port(),
+        "broken": free_port(),
+        "keyed": free_port(),
+    }
     try:
         redis = processes.start(
             "redis",
@@ -74,6 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "real": f"http://127.0.0.1:{llm_port}",
             "fake": f"http://127.0.0.1:{fake_port}",
             "broken": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+            "keyed": f"http://127.0.0.1:{fake_port}",
         }
         apis = {}
         for name, port in api_ports.items():
@@ -82,6 +90,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 # Database 1 has no worker: one queued job fills a backlog of one.
                 env["OMOST_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/1"
                 env["OMOST_RENDERER_MAX_BACKLOG"] = "1"
+            if name == "keyed":
+                env["OMOST_RENDERER_API_KEYS"] = f"web={API_KEY}"
             apis[name] = processes.start(
                 f"api-{name}",
                 [str(BIN / "omost-renderer"), "api", "--host", "127.0.0.1", "--port", str(port)],
@@ -108,6 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 real=f"http://127.0.0.1:{api_ports['real']}",
                 fake=f"http://127.0.0.1:{api_ports['fake']}",
                 broken=f"http://127.0.0.1:{api_ports['broken']}",
+                keyed=f"http://127.0.0.1:{api_ports['keyed']}",
                 fake_llm=fake,
                 llm_url=llm_urls["real"],
                 llm_process=llm,

@@ -54,6 +54,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes] | None, timeout: float
     return False
 
 
+#: The key of the renderer API that requires one (``Stack.keyed``).
+API_KEY = "web-page-key-0123456789"
+
+
 @dataclass
 class Stack:
     """Addresses of the running services."""
@@ -61,6 +65,7 @@ class Stack:
     real: str  # renderer API whose LLM is the real service
     fake: str  # renderer API whose LLM is the fake one
     broken: str  # renderer API with no LLM and a full queue after one job
+    keyed: str  # renderer API that requires the API key `API_KEY` (fake LLM)
     fake_llm: FakeLLM
     llm_url: str
     llm_process: subprocess.Popen[bytes]

@@ -14,7 +14,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from omost_schema import ErrorResponse
+from omost_schema.api_keys import OPEN_WARNING, service_keys
 from omost_schema.asgi_limits import BodySizeLimit
+from omost_schema.rate_limits import RateLimitHeaders
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
@@ -22,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from omost_renderer.api import route_docs
+from omost_renderer.api.auth import authenticate, authenticate_metrics
 from omost_renderer.api.images import router as images_router
 from omost_renderer.api.models import router as models_router
 from omost_renderer.api.renders import router as renders_router
@@ -37,6 +40,7 @@ from omost_renderer.errors import (
 )
 from omost_renderer.job_queue import JobQueue, ensure_group
 from omost_renderer.metrics import render_metrics
+from omost_renderer.quotas import KeyQuotas
 from omost_renderer.storage import build_store
 from omost_renderer.webhook_dispatch import (
     WebhookDispatcher,
@@ -64,7 +68,12 @@ async def ready(state: ServiceState = Depends(get_state)) -> ReadyResponse:  # n
     return await readiness(state.redis)
 
 
-@health_router.get("/metrics", response_class=Response, responses=route_docs.METRICS)
+@health_router.get(
+    "/metrics",
+    response_class=Response,
+    responses=route_docs.METRICS,
+    dependencies=[Depends(authenticate_metrics)],
+)
 async def metrics(state: ServiceState = Depends(get_state)) -> Response:  # noqa: B008
     """Prometheus metrics of the queue and the workers (text exposition format)."""
     stats = await state.queue.stats()
@@ -73,7 +82,7 @@ async def metrics(state: ServiceState = Depends(get_state)) -> Response:  # noqa
 
 def _error_response(error: RendererError) -> JSONResponse:
     body = ErrorResponse.build(error.message, error.error_type, param=error.param, code=error.code)
-    headers = {}
+    headers = dict(error.headers)
     if isinstance(error, (QueueFullError, StoreFullError)):
         headers["Retry-After"] = str(error.retry_after_s)
     elif isinstance(error, BackendUnavailableError):
@@ -175,7 +184,9 @@ def create_app(settings: Settings) -> FastAPI:
         except (RedisConnectionError, RedisTimeoutError) as error:
             # Start anyway: requests answer 503 until Redis is back, then work again.
             logger.warning("redis unavailable at start-up: %s", error)
-        http = httpx.AsyncClient(base_url=settings.llm_url, timeout=settings.llm_timeout_s)
+        http = httpx.AsyncClient(
+            base_url=settings.llm_url, timeout=settings.llm_timeout_s, headers=llm_headers
+        )
         # Webhooks are sent by every API process (one consumer each), never by a worker.
         hooks_http = httpx.AsyncClient(timeout=settings.webhook_timeout_s, follow_redirects=False)
         policy = URLPolicy.parse(settings.webhook_allowed_hosts)
@@ -193,6 +204,8 @@ def create_app(settings: Settings) -> FastAPI:
                 keys=dispatcher.keys,
                 progress_every=settings.webhook_progress_every,
             ),
+            keys=keys,
+            quotas=KeyQuotas(redis, settings),
         )
         delivery = asyncio.create_task(dispatcher.run(), name="webhook-delivery")
         try:
@@ -206,13 +219,34 @@ def create_app(settings: Settings) -> FastAPI:
             await http.aclose()
             await redis.aclose()
 
+    keys = service_keys(
+        settings.api_keys.get_secret_value(),
+        required=settings.require_api_keys,
+        setting="OMOST_RENDERER_API_KEYS",
+    )
+    if keys.is_open:
+        logger.warning(OPEN_WARNING, "OMOST_RENDERER_API_KEYS")
+    else:
+        logger.info("API keys required; %d key names: %s", len(keys.names), ", ".join(keys.names))
+    # The renderer's own key for the LLM service; a caller's key is never passed on.
+    llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
+    llm_headers = {"authorization": f"Bearer {llm_key}"} if llm_key else {}
+    keyed = [Depends(authenticate)]
+
     app = RendererApp(title="omost-renderer", version="0.1.0", lifespan=lifespan)
     _install_error_handlers(app, settings)
     app.include_router(health_router)
     # The served models are no secret, like /ready: listed without an API key.
-    app.include_router(models_router)
-    app.include_router(renders_router)
-    app.include_router(images_router)
-    include_web(app, llm_url=settings.llm_url, llm_timeout_s=settings.llm_timeout_s)
+    app.include_router(models_router, dependencies=keyed)
+    app.include_router(renders_router, dependencies=keyed)
+    app.include_router(images_router, dependencies=keyed)
+    include_web(
+        app,
+        llm_url=settings.llm_url,
+        llm_timeout_s=settings.llm_timeout_s,
+        llm_headers=llm_headers,
+        dependencies=keyed,
+    )
+    app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -21,6 +21,7 @@ from omost_schema.json_numbers import NUMBER_ONLY
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omost_renderer.api import route_docs
+from omost_renderer.api.auth import caller_of, submit_as
 from omost_renderer.api.disconnect import unless_disconnected
 from omost_renderer.api.models import route_model
 from omost_renderer.api.state import ServiceState, get_state
@@ -194,7 +195,9 @@ async def _generate(
         # The canvas's own summary of the image; a model may leave it empty, then the prompt
         # stands. Kept with the job, for a retry with the same idempotency key.
         revised = canvas.global_description.description.strip() or body.prompt
-        submission = await state.queue.submit(
+        submission = await submit_as(
+            state,
+            caller_of(request),
             JobRequest(canvas=canvas, params=params, model=model),
             f"images:{idempotency_key}" if idempotency_key else None,
             fields={_REVISED_PROMPT: revised},

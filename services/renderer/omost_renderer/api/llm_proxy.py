@@ -30,6 +30,7 @@ _FORWARDED: dict[str, str] = {
 }
 # Headers of the answer worth passing on; hop-by-hop and length headers are the server's own.
 _ANSWER_HEADERS = ("content-type", "cache-control", "retry-after", "x-request-id")
+# The LLM service's own limit headers describe the renderer's key, not the caller's: dropped.
 _CONNECT_TIMEOUT_S = 5.0
 # A chat request is a conversation of canvases (a few KiB each); this bounds what is buffered here.
 _MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -41,11 +42,16 @@ class LLMProxy:
     Args:
         base_url: The LLM service's base URL (``http://host:port``).
         timeout_s: Longest wait for the next piece of the answer.
+        headers: Headers sent with every call (the renderer's own API key for the LLM service;
+            the caller's ``Authorization`` is never forwarded).
     """
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(
+        self, base_url: str, timeout_s: float, headers: dict[str, str] | None = None
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = httpx.Timeout(timeout_s, connect=_CONNECT_TIMEOUT_S)
+        self._headers = dict(headers or {})
 
     async def forward(self, request: Request, path: str) -> StreamingResponse:
         """Send ``request`` to ``path`` on the LLM service and stream the answer back.
@@ -56,7 +62,7 @@ class LLMProxy:
             ClientClosedError: If the client left before the LLM service answered.
         """
         body = await _read_body(request)
-        headers = {"accept": request.headers.get("accept", "*/*")}
+        headers = {**self._headers, "accept": request.headers.get("accept", "*/*")}
         if "content-type" in request.headers:
             headers["content-type"] = request.headers["content-type"]
         client = httpx.AsyncClient(base_url=self._base_url, timeout=self._timeout)
@@ -123,15 +129,18 @@ def _endpoint(
     return forward
 
 
-def llm_proxy_router(base_url: str, timeout_s: float) -> APIRouter:
+def llm_proxy_router(
+    base_url: str, timeout_s: float, headers: dict[str, str] | None = None
+) -> APIRouter:
     """Return the ``/llm/{path}`` routes forwarding the page's calls to the LLM service.
 
     Args:
         base_url: The LLM service's base URL (the renderer setting ``llm_url``).
         timeout_s: Longest wait for the next piece of an answer (``llm_timeout_s``).
+        headers: Headers sent with every forwarded call (``llm_api_key`` as a Bearer key).
     """
     router = APIRouter(tags=["llm"])
-    proxy = LLMProxy(base_url, timeout_s)
+    proxy = LLMProxy(base_url, timeout_s, headers)
 
     for path, method in _FORWARDED.items():
         router.add_api_route(

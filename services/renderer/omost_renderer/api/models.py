@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from omost_renderer.api import route_docs
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.config import Settings
 from omost_renderer.errors import InvalidRequestError
@@ -154,7 +155,7 @@ def check_params(model: str | None, served: list[ServedModel], params: RenderPar
             return
 
 
-@router.get("")
+@router.get("", responses=route_docs.MODELS)
 async def list_models(state: State) -> ModelList:
     """The models live workers serve, in OpenAI's list shape with family and capabilities."""
     return ModelList(data=await served_models(state.redis))

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from redis.exceptions import RedisError
 
 from omost_renderer.api import route_docs
+from omost_renderer.api.auth import ApiCaller, Caller, submit_as
 from omost_renderer.api.models import route_job
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -30,7 +31,7 @@ from omost_renderer.jobs import (
     job_view,
 )
 from omost_renderer.rendering import RenderParams
-from omost_renderer.webhooks import ANONYMOUS_KEY, WebhookRefusedError, WebhookSpec
+from omost_renderer.webhooks import WebhookRefusedError, WebhookSpec
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,10 @@ def _path(job_id: str) -> str:
     return f"/v1/renders/{job_id}"
 
 
-async def _load(state: ServiceState, job_id: str) -> dict[str, str]:
+async def _load(state: ServiceState, job_id: str, caller: Caller) -> dict[str, str]:
     fields = await state.queue.get(job_id)
-    if fields is None:
+    # Another key's job answers exactly as a job that does not exist.
+    if fields is None or not caller.owns(fields):
         raise NotFoundError(f"no render job {job_id!r} (it may have expired)", param="id")
     return fields
 
@@ -111,6 +113,7 @@ async def _view(state: ServiceState, fields: dict[str, str]) -> JobView:
 async def submit_render(
     body: RenderRequest,
     state: State,
+    caller: ApiCaller,
     idempotency_key: Annotated[str | None, Header(max_length=_MAX_IDEMPOTENCY_KEY)] = None,
 ) -> JSONResponse:
     """Queue a render; the same ``Idempotency-Key`` always answers with the same job.
@@ -121,11 +124,11 @@ async def submit_render(
     job = await route_job(state.redis, state.settings, body.model, job)
     fields: dict[str, str] = {}
     if body.webhook is not None:
-        try:
-            fields = await state.webhooks.job_fields(body.webhook, ANONYMOUS_KEY)
+        try:  # signed with the caller's key's secret (its name is the job's `key_name`)
+            fields = await state.webhooks.job_fields(body.webhook, caller.key_name)
         except WebhookRefusedError as error:
             raise InvalidRequestError(str(error), param="webhook.url") from None
-    submission = await state.queue.submit(job, idempotency_key, notes, fields)
+    submission = await submit_as(state, caller, job, idempotency_key, notes, fields)
     if submission.created and (notes.corrections or notes.warnings):
         logger.info(
             "render %s: code corrected %s, warnings %s",
@@ -133,7 +136,7 @@ async def submit_render(
             [f"{fix.original!r} -> {fix.corrected!r}" for fix in notes.corrections],
             notes.warnings,
         )
-    view = await _view(state, await _load(state, submission.job_id))
+    view = await _view(state, await _load(state, submission.job_id, caller))
     return JSONResponse(
         view.model_dump(mode="json"),
         status_code=202,
@@ -142,26 +145,27 @@ async def submit_render(
 
 
 @router.get("/{job_id}", responses=route_docs.JOB)
-async def get_render(job_id: str, state: State) -> JobView:
+async def get_render(job_id: str, state: State, caller: ApiCaller) -> JobView:
     """Status, progress, attempts, timestamps, error and result images of a job."""
-    return await _view(state, await _load(state, job_id))
+    return await _view(state, await _load(state, job_id, caller))
 
 
 @router.post("/{job_id}/cancel", responses=route_docs.CANCEL)
-async def cancel_render(job_id: str, state: State) -> JobView:
+async def cancel_render(job_id: str, state: State, caller: ApiCaller) -> JobView:
     """Cancel a job: at once when queued, within one step when running."""
+    await _load(state, job_id, caller)
     outcome = await state.queue.cancel(job_id)
     if outcome == "missing":
         raise NotFoundError(f"no render job {job_id!r} (it may have expired)", param="id")
     if outcome in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         raise ConflictError(f"render job {job_id!r} already {outcome}", code="already_finished")
-    return await _view(state, await _load(state, job_id))
+    return await _view(state, await _load(state, job_id, caller))
 
 
 @router.get("/{job_id}/images/{n}", response_class=Response, responses=route_docs.IMAGE)
-async def get_image(job_id: str, n: int, state: State) -> Response:
+async def get_image(job_id: str, n: int, state: State, caller: ApiCaller) -> Response:
     """Result image ``n`` as PNG."""
-    fields = await _load(state, job_id)
+    fields = await _load(state, job_id, caller)
     for image in images_of(fields):
         if image.n == n:
             data = await anyio.to_thread.run_sync(state.store.get, image.key)
@@ -172,12 +176,12 @@ async def get_image(job_id: str, n: int, state: State) -> Response:
 
 
 @router.get("/{job_id}/sketch", response_class=Response, responses=route_docs.SKETCH)
-async def get_sketch(job_id: str, state: State) -> Response:
+async def get_sketch(job_id: str, state: State, caller: ApiCaller) -> Response:
     """The colour sketch of a live job's canvas, its boxes outlined and labelled (PNG).
 
     A job that has ended keeps no request, so it has no sketch.
     """
-    raw = (await _load(state, job_id)).get("request")
+    raw = (await _load(state, job_id, caller)).get("request")
     if raw is None:
         raise NotFoundError(f"render job {job_id!r} has ended; its canvas is not kept", param="id")
     request = JobRequest.model_validate_json(raw)
@@ -192,13 +196,14 @@ async def render_events(
     job_id: str,
     request: Request,
     state: State,
+    caller: ApiCaller,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-Sent Events of status and progress; resumes after ``Last-Event-ID``."""
     after = last_event_id or "0-0"
     if not _EVENT_ID.match(after):
         raise InvalidRequestError("Last-Event-ID must be an event id like 1700000000000-0")
-    ended = JobStatus((await _load(state, job_id))["status"]).is_final
+    ended = JobStatus((await _load(state, job_id, caller))["status"]).is_final
     # A new connection starts with the job's latest preview, while one is kept (PREVIEW_TTL_S);
     # resuming a job that has ended needs none.
     previews_after = None if ended and last_event_id else "0-0"

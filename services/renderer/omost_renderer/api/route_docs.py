@@ -14,12 +14,14 @@ from omost_schema.asgi_limits import TOO_LARGE_DOC
 from omost_schema.openapi_errors import error_responses
 
 from omost_renderer.errors import (
+    AuthenticationError,
     BackendUnavailableError,
     ConflictError,
     IdempotencyKeyReusedError,
     InvalidRequestError,
     NotFoundError,
     QueueFullError,
+    RateLimitError,
     RenderFailedError,
     RenderTimeoutError,
     StoreFullError,
@@ -31,8 +33,10 @@ Responses = dict[int | str, dict[str, Any]]
 
 _PNG = {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}
 _JOB_VIEW = {"model": JobView, "description": "The job: status, progress, attempts, images."}
-#: No such job, or Redis unreachable: on every route that reads a job.
-_READ = (NotFoundError, BackendUnavailableError)
+#: A missing or wrong API key, or a per-key limit reached: on every `/v1/*` route.
+_KEYED = (AuthenticationError, RateLimitError)
+#: No such job (or another key's), or Redis unreachable: on every route that reads a job.
+_READ = (*_KEYED, NotFoundError, BackendUnavailableError)
 #: Redis unreachable or full (it refuses writes at `maxmemory`), on every route that writes.
 _WRITE = (BackendUnavailableError, StoreFullError)
 
@@ -65,7 +69,12 @@ SUBMIT: Responses = {
         "links": _JOB_LINKS,
     },
     **error_responses(
-        InvalidRequestError, TOO_LARGE_DOC, IdempotencyKeyReusedError, QueueFullError, *_WRITE
+        *_KEYED,
+        InvalidRequestError,
+        TOO_LARGE_DOC,
+        IdempotencyKeyReusedError,
+        QueueFullError,
+        *_WRITE,
     ),
 }
 JOB: Responses = error_responses(*_READ)
@@ -86,6 +95,7 @@ EVENTS: Responses = {
     **error_responses(InvalidRequestError, *_READ),
 }
 IMAGES: Responses = error_responses(
+    *_KEYED,
     InvalidRequestError,
     TOO_LARGE_DOC,
     RenderFailedError,
@@ -95,7 +105,9 @@ IMAGES: Responses = error_responses(
     RenderTimeoutError,
     IdempotencyKeyReusedError,
 )
-VALIDATE: Responses = error_responses(InvalidRequestError, TOO_LARGE_DOC)
+VALIDATE: Responses = error_responses(*_KEYED, InvalidRequestError, TOO_LARGE_DOC)
+VOCABULARY: Responses = error_responses(*_KEYED)
+MODELS: Responses = error_responses(*_KEYED)
 READY: Responses = error_responses(BackendUnavailableError)
 #: With ``response_class=Response``: FastAPI would document an error under a plain-text route's
 #: own media type, so the text/plain success is declared here and the errors stay JSON.
@@ -104,5 +116,5 @@ METRICS: Responses = {
         "description": "Prometheus text exposition format.",
         "content": {"text/plain": {"schema": {"type": "string"}}},
     },
-    **error_responses(BackendUnavailableError),
+    **error_responses(AuthenticationError, BackendUnavailableError),
 }

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi import Request
+from omost_schema.api_keys import KeyRing
 from redis.asyncio import Redis
 
 from omost_renderer.config import Settings
 from omost_renderer.job_queue import JobQueue
+from omost_renderer.quotas import KeyQuotas
 from omost_renderer.storage import ResultStore
 from omost_renderer.webhooks import WebhookAdmission
 
@@ -24,6 +26,8 @@ class ServiceState:
     store: ResultStore
     http: httpx.AsyncClient
     webhooks: WebhookAdmission
+    keys: KeyRing
+    quotas: KeyQuotas
 
 
 def get_state(request: Request) -> ServiceState:

@@ -210,7 +210,7 @@ def vocabulary_router() -> APIRouter:
     router = APIRouter(tags=["schema"])
     vocabulary = build_vocabulary()
 
-    @router.get("/v1/schema/vocabulary")
+    @router.get("/v1/schema/vocabulary", responses=route_docs.VOCABULARY)
     async def get_vocabulary() -> VocabularyResponse:
         """The names, boxes, colours and limits of a canvas, from ``omost_schema``."""
         return vocabulary

@@ -6,9 +6,11 @@ folder. ``include_web`` is the one call the app factory makes to add it all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.params import Depends
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -31,15 +33,27 @@ def page_router() -> APIRouter:
     return router
 
 
-def include_web(app: FastAPI, *, llm_url: str, llm_timeout_s: float) -> None:
+def include_web(
+    app: FastAPI,
+    *,
+    llm_url: str,
+    llm_timeout_s: float,
+    llm_headers: dict[str, str] | None = None,
+    dependencies: Sequence[Depends] = (),
+) -> None:
     """Add the page, its static files, the schema routes and the LLM proxy to ``app``.
 
     Args:
         app: The renderer API.
         llm_url: Base URL of the LLM service that ``/llm/...`` forwards to.
         llm_timeout_s: Longest wait for the next piece of an LLM answer.
+        llm_headers: Headers sent with every forwarded call (the renderer's own LLM key).
+        dependencies: What the API routes depend on (the API-key check); the page itself and
+            its static files stay open, so it can ask for a key.
     """
     app.include_router(page_router())
-    app.include_router(vocabulary_router())
-    app.include_router(llm_proxy_router(llm_url, llm_timeout_s))
+    app.include_router(vocabulary_router(), dependencies=list(dependencies))
+    app.include_router(
+        llm_proxy_router(llm_url, llm_timeout_s, llm_headers), dependencies=list(dependencies)
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -12,6 +12,26 @@ export class ApiError extends Error {
   }
 }
 
+// The API key, kept for this browser tab only (sessionStorage), sent as a Bearer token.
+const KEY_STORAGE = "omost.apiKey";
+
+/** The API key entered on this tab, or null. */
+export function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE);
+}
+
+/** Keep `key` for this tab (an empty key forgets it). */
+export function setApiKey(key) {
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+}
+
+/** The headers that carry the key, merged into `headers`. */
+export function withKey(headers = {}) {
+  const key = apiKey();
+  return key ? { ...headers, authorization: `Bearer ${key}` } : headers;
+}
+
 // Turn a failed answer into an ApiError with words a person understands.
 async function errorFrom(response, what) {
   let detail = {};
@@ -22,7 +42,13 @@ async function errorFrom(response, what) {
   }
   const retryAfter = response.headers.get("retry-after");
   let message = detail.message || `${what} failed (HTTP ${response.status})`;
-  if (detail.code === "queue_full") {
+  if (response.status === 401) {
+    message = apiKey()
+      ? "The API key was not accepted. Enter a valid key."
+      : "This service requires an API key. Enter your key.";
+  } else if (response.status === 429 && detail.code === "rate_limit_exceeded") {
+    message = `${detail.message || "A limit of your API key is reached"}. Try again in ${retryAfter || "a few"} seconds.`;
+  } else if (detail.code === "queue_full") {
     message = `The render queue is full. Try again in ${retryAfter || "a few"} seconds.`;
   } else if (detail.code === "backend_unavailable") {
     message = `The render queue is unavailable right now (${detail.message || "no answer"}). Try again shortly.`;
@@ -42,7 +68,7 @@ async function errorFrom(response, what) {
 async function request(url, what, options = {}) {
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, { ...options, headers: withKey(options.headers) });
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError(`${what} failed: the server cannot be reached.`, { code: "network" });
@@ -70,7 +96,7 @@ export const cancelRender = (id) =>
 /** Whether a health route answers 2xx. */
 export async function isUp(url) {
   try {
-    return (await fetch(url)).ok;
+    return (await fetch(url, { headers: withKey() })).ok;
   } catch {
     return false;
   }
@@ -86,8 +112,41 @@ export async function llmModel() {
   }
 }
 
+/** Whether an error means the API key is missing or wrong. */
+export const isKeyError = (error) => error instanceof ApiError && error.status === 401;
+
+/**
+ * Where an <img> or a download link can fetch `url` from: the URL itself without a key (the
+ * browser sends no Authorization header for it), else the image fetched with the key as a
+ * blob URL.
+ */
+export async function imageSource(url) {
+  if (!apiKey()) return url;
+  const response = await request(url, "Loading an image");
+  return URL.createObjectURL(await response.blob());
+}
+
+/**
+ * Yield the events `{event, data, id}` of a render job's server-sent event stream, read with
+ * fetch so that the API key goes with it (EventSource cannot send headers).
+ */
+export async function* renderEvents(id, signal) {
+  const response = await request(`/v1/renders/${encodeURIComponent(id)}/events`, "Render events", {
+    headers: { accept: "text/event-stream" },
+    signal,
+  });
+  yield* sseEvents(response.body);
+}
+
 // Yield the `data:` payloads of a server-sent event stream read from a fetch body.
 async function* sseData(body) {
+  for await (const event of sseEvents(body)) {
+    if (event.data) yield event.data;
+  }
+}
+
+// Yield `{event, data, id}` for each event of a server-sent event stream read from a fetch body.
+async function* sseEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -98,12 +157,13 @@ async function* sseData(body) {
     while ((cut = buffer.indexOf("\n\n")) >= 0) {
       const event = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
-      const data = event
-        .split("\n")
-        .filter((line) => line.startsWith("data:"))
-        .map((line) => line.slice(5).replace(/^ /, ""))
-        .join("\n");
-      if (data) yield data;
+      const lines = event.split("\n");
+      const field = (name) =>
+        lines
+          .filter((line) => line.startsWith(`${name}:`))
+          .map((line) => line.slice(name.length + 1).replace(/^ /, ""));
+      const data = field("data").join("\n");
+      if (data) yield { event: field("event")[0] || "message", data, id: field("id")[0] || null };
     }
   }
 }

@@ -1,6 +1,15 @@
 // The page: chat with the LLM, the canvas drawn live, hand edits checked by the schema, renders.
 
-import { getVocabulary, isUp, llmModel, streamChat, validateCanvas } from "./api.js";
+import {
+  apiKey,
+  getVocabulary,
+  isKeyError,
+  isUp,
+  llmModel,
+  setApiKey,
+  streamChat,
+  validateCanvas,
+} from "./api.js";
 import { addMessage, showAnswer, showError, showStreaming } from "./chat.js";
 import { diffCanvases, toCanvas, toView } from "./diff.js";
 import { renderRegionForm, showFieldErrors } from "./editor.js";
@@ -360,7 +369,7 @@ class App {
   }
 
   open(image, params) {
-    $("viewer-image").src = image.url;
+    $("viewer-image").src = image.src || image.url;
     $("viewer-caption").textContent = `seed ${image.seed} · ${params.width}×${params.height} · ${params.steps} steps · CFG ${params.cfg}`;
     $("viewer").showModal();
   }
@@ -420,10 +429,43 @@ function wire(app) {
   });
 }
 
+/** Show the key dialog with `message`; resolves once a key is entered (kept for this tab). */
+function askForKey(message) {
+  return new Promise((resolve) => {
+    $("key-message").textContent = message;
+    $("key-input").value = "";
+    $("key-form").onsubmit = (event) => {
+      event.preventDefault();
+      const key = $("key-input").value.trim();
+      if (!key) return;
+      setApiKey(key);
+      $("key-dialog").close();
+      $("key-button").hidden = false;
+      resolve();
+    };
+    if (!$("key-dialog").open) $("key-dialog").showModal();
+    $("key-input").focus();
+  });
+}
+
+// Load the vocabulary, asking for an API key while the service answers 401.
+async function loadVocabulary() {
+  for (;;) {
+    try {
+      return await getVocabulary();
+    } catch (error) {
+      if (!isKeyError(error)) throw error;
+      await askForKey(error.message);
+    }
+  }
+}
+
 async function main() {
   let vocab;
+  $("key-button").hidden = !apiKey();
+  $("key-button").onclick = () => askForKey("Enter the API key to use from now on.");
   try {
-    vocab = await getVocabulary();
+    vocab = await loadVocabulary();
   } catch (error) {
     $("banner-text").textContent = `The page cannot start: ${error.message}`;
     $("banner").hidden = false;

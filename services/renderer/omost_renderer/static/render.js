@@ -1,6 +1,14 @@
 // The render panel: parameters, a job with progress and step previews, cancel, and the gallery.
 
-import { ApiError, cancelRender, getRender, previewSource, submitRender } from "./api.js";
+import {
+  ApiError,
+  cancelRender,
+  getRender,
+  imageSource,
+  previewSource,
+  renderEvents,
+  submitRender,
+} from "./api.js";
 
 const NUMBER_FIELDS = ["width", "height", "steps", "cfg", "seed", "num_images"];
 const HIRES_FIELDS = ["hires_scale", "hires_steps", "hires_denoise"];
@@ -101,11 +109,26 @@ export class RenderJob {
     this.el.box.dataset.status = text.split(" ")[0];
   }
 
-  follow() {
-    const events = new EventSource(`/v1/renders/${encodeURIComponent(this.id)}/events`);
+  // Read the job's events (with fetch, so the API key goes along) until it ends; a dropped
+  // stream asks for the job's status, which follows it again if it is still going.
+  async follow() {
+    const events = new AbortController();
     this.events = events;
-    events.addEventListener("progress", (event) => {
-      const data = JSON.parse(event.data);
+    try {
+      for await (const event of renderEvents(this.id, events.signal)) {
+        if (this.events !== events) return;
+        this.onEvent(event);
+      }
+    } catch (error) {
+      if (error.name === "AbortError" || this.events !== events) return;
+      if (error instanceof ApiError && error.status) this.handlers.onError(error);
+    }
+    if (this.events === events) this.settle(null);
+  }
+
+  onEvent(event) {
+    const data = JSON.parse(event.data);
+    if (event.event === "progress") {
       this.el.progress.max = data.total || 1;
       this.el.progress.value = data.step;
       this.setStatus(`step ${data.step} / ${data.total}`);
@@ -113,26 +136,19 @@ export class RenderJob {
         this.el.preview.src = previewSource(data.preview);
         this.el.preview.hidden = false;
       }
-    });
-    events.addEventListener("status", (event) => {
-      const data = JSON.parse(event.data);
+    } else if (event.event === "status") {
       if (data.status === "queued") this.setStatus(this.queuedText(data.queue_position));
       else if (data.status === "running") this.setStatus("running");
       else this.settle(data.status);
-    });
-    events.addEventListener("error", (event) => {
-      // A server-sent `error` event has data; a dropped connection has none and is retried
-      // by the browser, but a final job would leave it retrying forever: ask for the status.
-      if (event.data) {
-        this.handlers.onError(new ApiError(JSON.parse(event.data).error.message));
-      }
-      if (events.readyState === EventSource.CLOSED || event.data) this.settle(null);
-    });
+    } else if (event.event === "error") {
+      this.handlers.onError(new ApiError(data.error.message));
+      this.settle(null);
+    }
   }
 
   async settle(status) {
     if (!this.events) return;
-    this.events.close();
+    this.events.abort();
     this.events = null;
     let view;
     try {
@@ -182,7 +198,7 @@ export function addToGallery(list, view, params, onOpen) {
     const item = document.createElement("li");
     item.className = "shot";
     const img = document.createElement("img");
-    img.src = image.url;
+    const source = imageSource(image.url);
     img.alt = `Render with seed ${image.seed}`;
     img.loading = "lazy";
     img.onclick = () => onOpen(image, params);
@@ -195,11 +211,21 @@ export function addToGallery(list, view, params, onOpen) {
     size.className = "muted";
     size.textContent = `${params.width}×${params.height}, ${params.steps} steps`;
     const download = document.createElement("a");
-    download.href = image.url;
     download.download = `omost-${view.id}-${image.n}-seed${image.seed}.png`;
     download.textContent = "Download";
     caption.append(seed, size, download);
     item.append(img, caption);
     list.prepend(item);
+    // With a key the image is fetched with it and shown from a blob URL.
+    source.then(
+      (src) => {
+        img.src = src;
+        download.href = src;
+        image.src = src;
+      },
+      () => {
+        img.alt = "The image could not be loaded";
+      },
+    );
   }
 }
