@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import openai
 import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
@@ -193,13 +194,18 @@ def test_the_renderer_sends_its_own_llm_key_never_the_callers(
         with TestClient(create_app(settings)) as client:
             assert client.get("/llm/v1/models", headers=auth(ALICE)).status_code == 200
             start_worker(settings_=settings)
-            images = client.post(
-                "/v1/images/generations",
-                json={"prompt": "a cat", "size": "64x64"},
-                headers=auth(BOB),
+            # The openai SDK's api_key is the Bearer key; a wrong one is its AuthenticationError.
+            base = f"{client.base_url}/v1"
+            wrong = openai.OpenAI(
+                base_url=base, api_key="wrong-key-0123456789", http_client=client, max_retries=0
             )
-            assert images.status_code == 200, images.text
-            job_id = images.json()["data"][0]["url"].split("/v1/renders/")[1].split("/")[0]
+            with pytest.raises(openai.AuthenticationError):
+                wrong.images.generate(prompt="a cat", size="256x256")
+            sdk = openai.OpenAI(base_url=base, api_key=BOB, http_client=client, max_retries=0)
+            images = sdk.images.generate(prompt="a cat", size="256x256")
+            assert images.data is not None
+            url = images.data[0].url or ""
+            job_id = url.split("/v1/renders/")[1].split("/")[0]
             # The Images API's render is the caller's job.
             assert client.get(f"/v1/renders/{job_id}", headers=auth(BOB)).status_code == 200
             assert client.get(f"/v1/renders/{job_id}", headers=auth(ALICE)).status_code == 404
