@@ -28,6 +28,12 @@ class UnsafeAnswerError(ServiceError):
     """A service answered with something the client refuses to act on (a path or a host)."""
 
 
+def _client(api_key: str | None, **options: Any) -> httpx.Client:
+    """An HTTP client that sends ``api_key`` as ``Authorization: Bearer`` when one is given."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(headers=headers, **options)
+
+
 def checked_job_id(job_id: object) -> str:
     """Return ``job_id`` if it is safe in a URL path and a file name.
 
@@ -96,17 +102,18 @@ def compose_canvas(
     seed: int | None,
     max_tokens: int = 4096,
     on_tokens: Callable[[int, int], None] | None = None,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """Ask the LLM service for a canvas, streamed, and return ``{canvas, code, corrections}``.
 
     The chat stream (``/v1/chat/completions`` with ``stream_options.continuous_usage_stats``)
     reports the tokens written so far with each chunk; ``on_tokens(tokens, max_tokens)`` gets
-    them as they come.
+    them as they come. ``api_key`` is sent as a Bearer key, when given.
 
     Raises:
         ServiceError: The service answered with an error, or the stream ended without a canvas.
     """
-    with httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0)) as client:
+    with _client(api_key, timeout=httpx.Timeout(600.0, connect=10.0)) as client:
         models = _check(client.get(f"{llm_url}/v1/models"))
         body: dict[str, Any] = {
             "model": models["data"][0]["id"],
@@ -149,14 +156,18 @@ def _read_chat_stream(
     return omost
 
 
-def submit_render(renderer_url: str, body: dict[str, Any]) -> dict[str, Any]:
+def submit_render(
+    renderer_url: str, body: dict[str, Any], *, api_key: str | None = None
+) -> dict[str, Any]:
     """Queue a render (``POST /v1/renders``) and return the new job.
+
+    ``api_key`` is sent as a Bearer key, when given.
 
     Raises:
         ServiceError: The service answered with an error.
         UnsafeAnswerError: The answer's job id is not a plain id.
     """
-    with httpx.Client(timeout=30.0) as client:
+    with _client(api_key, timeout=30.0) as client:
         job = _check(client.post(f"{renderer_url}/v1/renders", json=body))
     checked_job_id(job.get("id"))
     return job
@@ -172,9 +183,16 @@ def _draw_bar(job: dict[str, Any]) -> None:
 
 
 def follow_job(
-    renderer_url: str, job_id: str, *, timeout_s: float = 3600.0, interval_s: float = 0.5
+    renderer_url: str,
+    job_id: str,
+    *,
+    timeout_s: float = 3600.0,
+    interval_s: float = 0.5,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """Poll a job, drawing a progress bar on stderr, until it ends; return its final view.
+
+    ``api_key`` is sent as a Bearer key, when given.
 
     Raises:
         ServiceError: If the service answers with an error.
@@ -182,7 +200,7 @@ def follow_job(
     """
     checked_job_id(job_id)
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=30.0) as client:
+    with _client(api_key, timeout=30.0) as client:
         while True:
             job = _check(client.get(f"{renderer_url}/v1/renders/{job_id}"))
             _draw_bar(job)
@@ -195,12 +213,15 @@ def follow_job(
             time.sleep(interval_s)
 
 
-def save_images(renderer_url: str, job: dict[str, Any], out_dir: Path) -> list[Path]:
+def save_images(
+    renderer_url: str, job: dict[str, Any], out_dir: Path, *, api_key: str | None = None
+) -> list[Path]:
     """Download every result image of a finished job into ``out_dir``; return the paths.
 
     The server's answer is not trusted with the file system: the job id must be a plain id, the
     image number and seed integers, and every image URL on the renderer's own origin, so a
-    hostile or broken server can neither write outside ``out_dir`` nor send the client elsewhere.
+    hostile or broken server can neither write outside ``out_dir`` nor send the client elsewhere
+    (nor learn ``api_key``, sent as a Bearer key to the renderer's origin only).
 
     Raises:
         ServiceError: An image could not be fetched.
@@ -209,7 +230,7 @@ def save_images(renderer_url: str, job: dict[str, Any], out_dir: Path) -> list[P
     job_id = checked_job_id(job.get("id"))
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    with httpx.Client(timeout=60.0, follow_redirects=False) as client:
+    with _client(api_key, timeout=60.0, follow_redirects=False) as client:
         for image in job.get("images", []):
             n, seed = image.get("n"), image.get("seed")
             if type(n) is not int or type(seed) is not int:

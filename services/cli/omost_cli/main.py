@@ -52,6 +52,7 @@ def _cmd_compose(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_tokens=args.max_tokens,
         on_tokens=lambda tokens, total: draw_token_bar(tokens, total, started),
+        api_key=args.api_key,
     )
     print(file=sys.stderr)
     for correction in answer.get("corrections", []):
@@ -71,27 +72,27 @@ def _cmd_render(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             body[name] = value
-    job = submit_render(args.renderer_url, body)
+    job = submit_render(args.renderer_url, body, api_key=args.api_key)
     print(f"job {job['id']} {job['status']}", file=sys.stderr)
     if args.no_wait:
         print(job["id"])
         return 0
-    return _finish(args.renderer_url, job["id"], Path(args.out))
+    return _finish(args.renderer_url, job["id"], Path(args.out), args.api_key)
 
 
-def _finish(renderer_url: str, job_id: str, out: Path) -> int:
-    job = follow_job(renderer_url, job_id)
+def _finish(renderer_url: str, job_id: str, out: Path, api_key: str | None) -> int:
+    job = follow_job(renderer_url, job_id, api_key=api_key)
     if job["status"] != "succeeded":
         error = job.get("error") or {}
         print(f"job {job_id} {job['status']}: {error.get('message', '')}", file=sys.stderr)
         return 1
-    for path in save_images(renderer_url, job, out):
+    for path in save_images(renderer_url, job, out, api_key=api_key):
         print(path)
     return 0
 
 
 def _cmd_follow(args: argparse.Namespace) -> int:
-    return _finish(args.renderer_url, args.job_id, Path(args.out))
+    return _finish(args.renderer_url, args.job_id, Path(args.out), args.api_key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     llm_url = os.environ.get("OMOST_LLM_URL", _DEFAULT_LLM_URL)
     renderer_url = os.environ.get("OMOST_RENDERER_URL", _DEFAULT_RENDERER_URL)
+    api_key = os.environ.get("OMOST_API_KEY") or None
+    key_help = "API key, sent as a Bearer token (default: $OMOST_API_KEY)"
 
     compose = sub.add_parser("compose", help="compose a canvas from a prompt")
     compose.add_argument("prompt")
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compose.add_argument("--out", help="write the canvas JSON here")
     compose.add_argument("--llm-url", default=llm_url, help="default: $OMOST_LLM_URL")
+    compose.add_argument("--api-key", default=api_key, help=key_help)
     compose.set_defaults(func=_cmd_compose)
 
     render = sub.add_parser("render", help="render a canvas file and save the images")
@@ -129,12 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", default=".", help="folder for the images (default: .)")
     render.add_argument("--no-wait", action="store_true", help="print the job id and exit")
     render.add_argument("--renderer-url", default=renderer_url, help="default: $OMOST_RENDERER_URL")
+    render.add_argument("--api-key", default=api_key, help=key_help)
     render.set_defaults(func=_cmd_render)
 
     follow = sub.add_parser("follow", help="follow a render job and save its images")
     follow.add_argument("job_id")
     follow.add_argument("--out", default=".", help="folder for the images (default: .)")
     follow.add_argument("--renderer-url", default=renderer_url, help="default: $OMOST_RENDERER_URL")
+    follow.add_argument("--api-key", default=api_key, help=key_help)
     follow.set_defaults(func=_cmd_follow)
     return parser
 
