@@ -1,8 +1,9 @@
 """The composer: conversation in, validated canvas out, over any backend.
 
-Constrained backends in ``code`` mode stream their tokens live (valid by construction, checked by
-the strict parser at the end). Everything else is generated in full, read (leniently when the
-backend is unconstrained), retried once with the parse error fed back, and then sent.
+Constrained backends stream live (valid by construction, checked by the strict parser at the
+end): ``code`` mode token by token, ``json`` mode as the Omost code of each finished region.
+Unconstrained backends' answers are generated in full, read leniently, retried once with the
+parse error fed back, and then sent.
 """
 
 from __future__ import annotations
