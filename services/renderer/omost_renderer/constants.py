@@ -31,7 +31,6 @@ WORKER_HEALTH_KEY_PREFIX = "omost:render:worker:"
 METRICS_KEY = "omost:render:metrics"
 #: Held (``SET NX PX``) by the one worker that runs the results cleanup in an interval.
 CLEANUP_LOCK_KEY = "omost:render:cleanup"
-
 #: Webhook deliveries waiting to be sent: one entry ``{job, event, data, url, key, ...}`` per event,
 #: written by the script of the job's transition, deleted once delivered or given up.
 WEBHOOK_STREAM_KEY = "omost:render:webhooks"
@@ -39,9 +38,16 @@ WEBHOOK_STREAM_KEY = "omost:render:webhooks"
 WEBHOOK_GROUP_NAME = "omost-render-webhooks"
 #: Sorted set of deliveries to retry, scored by when (Unix seconds); moved back to the stream.
 WEBHOOK_RETRY_KEY = "omost:render:webhooks:retry"
+
 #: Per-key quota counters: ``<prefix><key name>:requests:<minute>``, ``:jobs`` (a sorted set of
 #: the key's live job ids) and ``:budget:<UTC day>`` (pixel-steps used).
 QUOTA_KEY_PREFIX = "omost:render:quota:"
+#: Fair scheduling: queued jobs of one API key in a job stream at once. The key's other queued
+#: jobs wait in its backlog (``backlog_key``) and enter the stream, in order, as these start, so
+#: the stream interleaves the keys round-robin and one key's backlog never starves another key.
+FAIR_SHARE = 1
+#: Key name of jobs made without API keys; they all share one caller, so they skip the lanes.
+OPEN_KEY_NAME = "anonymous"
 
 #: A worker health key lives this many heartbeats, so one missed beat does not fail a probe.
 HEALTH_TTL_HEARTBEATS = 3
@@ -72,6 +78,21 @@ def stream_key(model: str | None) -> str:
 def canceled_key(model: str | None) -> str:
     """Return the sorted set of entries canceled while queued in a model's stream."""
     return CANCELED_KEY if model is None else f"{CANCELED_KEY}:{model}"
+
+
+def lane_key(stream: str, key_name: str) -> str:
+    """Return the sorted set of a key's queued jobs in ``stream`` (at most ``FAIR_SHARE``)."""
+    return f"{stream}:lane:{key_name}"
+
+
+def backlog_key(stream: str, key_name: str) -> str:
+    """Return the list of a key's queued jobs waiting to enter ``stream``, oldest first."""
+    return f"{stream}:backlog:{key_name}"
+
+
+def backlogged_key(stream: str) -> str:
+    """Return the counter of the jobs waiting in every backlog of ``stream``."""
+    return f"{stream}:backlogged"
 
 
 def job_key(job_id: str) -> str:

@@ -244,7 +244,9 @@ class JobQueue:
         """Return how many queued entries are ahead of the job (0: it is next).
 
         One script of O(log n) work, whatever the backlog: the job's sequence number minus that
-        of the oldest entry not yet delivered, minus the canceled entries in between.
+        of the oldest entry not yet delivered, minus the canceled entries in between. A job still
+        in its API key's backlog (fair scheduling) counts the stream's undelivered entries plus
+        its key's older jobs: a lower bound, as other keys' later jobs may enter between them.
 
         Returns:
             The position, or ``None`` when the job is not queued.
@@ -257,7 +259,7 @@ class JobQueue:
                     constants.job_key(job_id),
                     constants.canceled_key(model),
                 ],
-                args=[constants.GROUP_NAME],
+                args=[constants.GROUP_NAME, job_id],
             )
         )
         return position if position >= 0 else None
@@ -284,6 +286,7 @@ class JobQueue:
                 self.settings.canceled_ttl_s,
                 canceled_event,
                 constants.GROUP_NAME,
+                job_id,
             ],
         )
         return outcome
@@ -333,13 +336,14 @@ class JobQueue:
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream in streams:
                 pipe.xlen(stream)
+                pipe.get(constants.backlogged_key(stream))  # waiting in the keys' backlogs
             pipe.xlen(constants.DEAD_LETTER_KEY)
             pipe.hgetall(constants.METRICS_KEY)
             # Workers that died without a clean exit leave a member whose time has passed.
             pipe.zremrangebyscore(constants.WORKERS_KEY, "-inf", now)
             pipe.zcard(constants.WORKERS_KEY)
             *lengths, dead, counters, _, workers = await pipe.execute()
-        depth = sum(int(length) for length in lengths)
+        depth = sum(int(length or 0) for length in lengths)
         pending = 0
         for stream in streams:
             try:

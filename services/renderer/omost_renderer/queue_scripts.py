@@ -41,13 +41,16 @@ local function settle(job, events, ttl)
     + str(constants.EVENTS_LINGER_S)
     + """)
 end
+local WEBHOOK_STREAM_KEY = '"""
+    + constants.WEBHOOK_STREAM_KEY
+    + """'
 -- A webhook event of the job, when its webhook asked for it: written in the same script as the
 -- transition, so a delivery is never lost between the two. The stream's key is fixed (one Redis).
 local function hook(job, name, data)
   local h = redis.call('HMGET', job, 'webhook_url', 'webhook_events', 'key_name', 'id')
   if not h[1] or h[1] == '' then return end
   if not string.find(h[2] or '', ',' .. name .. ',', 1, true) then return end
-  redis.call('XADD', '""" + constants.WEBHOOK_STREAM_KEY + """', '*', 'job', h[4], 'event', name,
+  redis.call('XADD', WEBHOOK_STREAM_KEY, '*', 'job', h[4], 'event', name,
     'data', data, 'url', h[1], 'key', h[3] or '', 'attempt', '1')
 end
 local function final_hook(job, status, data)
@@ -61,6 +64,49 @@ local function next_seq(stream)
     if info[i] == 'entries-added' then return tonumber(info[i + 1]) + 1 end
   end
   return 1
+end
+-- Fair scheduling (key names as constants.lane_key, backlog_key and backlogged_key build
+-- them): a key has at most FAIR_SHARE queued jobs in the stream (its lane); the others
+-- wait in its backlog and enter, oldest first, as the lane's jobs start or leave.
+local OPEN_KEY_NAME = '"""
+    + constants.OPEN_KEY_NAME
+    + """'
+local JOB_KEY_PREFIX = '"""
+    + constants.JOB_KEY_PREFIX
+    + """'
+local FAIR_SHARE = """
+    + str(constants.FAIR_SHARE)
+    + """
+local function laned(name)
+  return name and name ~= '' and name ~= OPEN_KEY_NAME
+end
+local function promote(stream, name)
+  local lane = stream .. ':lane:' .. name
+  local backlog = stream .. ':backlog:' .. name
+  -- Members no longer queued in the stream (ended, or lost) leave: the lane heals itself.
+  for _, id in ipairs(redis.call('ZRANGE', lane, 0, -1)) do
+    local state = redis.call('HMGET', JOB_KEY_PREFIX .. id, 'status', 'entry')
+    if state[1] ~= 'queued' or not state[2] or state[2] == '' then redis.call('ZREM', lane, id) end
+  end
+  while redis.call('ZCARD', lane) < FAIR_SHARE do
+    local id = redis.call('LPOP', backlog)
+    if not id then break end
+    redis.call('DECR', stream .. ':backlogged')
+    local job = JOB_KEY_PREFIX .. id
+    if redis.call('HGET', job, 'status') == 'queued' then
+      local seq = next_seq(stream)
+      local entry = redis.call('XADD', stream, '*', 'job', id, 'seq', seq)
+      redis.call('HSET', job, 'entry', entry, 'seq', seq)
+      redis.call('ZADD', lane, seq, id)
+    end
+  end
+end
+-- A queued job leaves its lane (it starts, or is canceled): the next of its key's backlog enters.
+local function leave_lane(stream, job, id)
+  local name = redis.call('HGET', job, 'key_name')
+  if not laned(name) then return end
+  redis.call('ZREM', stream .. ':lane:' .. name, id)
+  promote(stream, name)
 end
 """
 )
@@ -90,14 +136,26 @@ if ARGV[7] == '1' then
     -- The key's job has expired: the key is free again, as if it had never been used.
   end
 end
-local depth = redis.call('XLEN', KEYS[1])
+local backlogged = KEYS[1] .. ':backlogged'
+local depth = redis.call('XLEN', KEYS[1]) + tonumber(redis.call('GET', backlogged) or '0')
 if depth >= tonumber(ARGV[2]) then return {'full', tostring(depth)} end
-local seq = next_seq(KEYS[1])
-local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'seq', seq)
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'status', 'queued', 'attempt', 0,
   'max_attempts', ARGV[6], 'step', 0, 'total', 0, 'created_at', ARGV[4],
-  'enqueued_at', ARGV[4], 'request', ARGV[5], 'entry', entry, 'seq', seq, 'notes', ARGV[11])
+  'enqueued_at', ARGV[4], 'request', ARGV[5], 'entry', '', 'seq', '', 'notes', ARGV[11])
 for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+local name = redis.call('HGET', KEYS[2], 'key_name')
+local entry = ''
+if laned(name) then
+  -- Behind the key's own earlier jobs: its backlog, which `promote` feeds into the stream.
+  redis.call('RPUSH', KEYS[1] .. ':backlog:' .. name, ARGV[1])
+  redis.call('INCR', backlogged)
+  promote(KEYS[1], name)
+  entry = redis.call('HGET', KEYS[2], 'entry')
+else
+  local seq = next_seq(KEYS[1])
+  entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1], 'seq', seq)
+  redis.call('HSET', KEYS[2], 'entry', entry, 'seq', seq)
+end
 if ARGV[7] == '1' then
   redis.call('SET', KEYS[3], ARGV[1] .. ' ' .. ARGV[9], 'EX', ARGV[3])
 end
@@ -122,6 +180,7 @@ if job[5] ~= ARGV[2] then ack_del(KEYS[1], ARGV[1], ARGV[2]); return {'skip', 's
 if status == 'succeeded' or status == 'failed' or status == 'canceled' then
   ack_del(KEYS[1], ARGV[1], ARGV[2]); return {'skip', status}
 end
+if status == 'queued' then leave_lane(KEYS[1], KEYS[2], ARGV[6]) end
 if job[4] == '1' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'finished_at', ARGV[4])
   local event = cjson.encode({status = 'canceled', attempt = tonumber(job[2])})
@@ -227,6 +286,9 @@ local seq = next_seq(KEYS[1])
 local entry = redis.call('XADD', KEYS[1], '*', 'job', ARGV[7], 'seq', seq)
 redis.call('HSET', KEYS[2], 'status', 'queued', 'entry', entry, 'seq', seq,
   'enqueued_at', ARGV[4], 'worker', '', 'error_code', ARGV[8], 'error_message', ARGV[9])
+-- A retry goes back to the stream at once (not behind its key's backlog), inside its lane.
+local name = redis.call('HGET', KEYS[2], 'key_name')
+if laned(name) then redis.call('ZADD', KEYS[1] .. ':lane:' .. name, seq, ARGV[7]) end
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[2], 'attempt', -1) end
 redis.call('XADD', KEYS[3], """
     + _EVENTS_CAP
@@ -265,7 +327,7 @@ local function frontier(stream, group)
 end
 """
 
-#: KEYS: stream, job, events, canceled. ARGV: now, ttl, canceled event json, group.
+#: KEYS: stream, job, events, canceled. ARGV: now, ttl, canceled event json, group, job id.
 #: Returns 'missing' | 'canceled' (was queued) | 'requested' (running) | the final status.
 CANCEL = (
     _PRELUDE
@@ -274,11 +336,24 @@ CANCEL = (
 local job = redis.call('HMGET', KEYS[2], 'status', 'entry', 'seq')
 local status = job[1]
 if not status then return 'missing' end
+if status == 'queued' and (not job[2] or job[2] == '') then
+  -- Still in its key's backlog, outside the stream: it only leaves the backlog.
+  local name = redis.call('HGET', KEYS[2], 'key_name') or ''
+  if redis.call('LREM', KEYS[1] .. ':backlog:' .. name, 1, ARGV[5]) > 0 then
+    redis.call('DECR', KEYS[1] .. ':backlogged')
+  end
+  redis.call('HSET', KEYS[2], 'status', 'canceled', 'cancel', '1', 'finished_at', ARGV[1])
+  redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[3])
+  hook(KEYS[2], 'canceled', ARGV[3])
+  settle(KEYS[2], KEYS[3], ARGV[2])
+  return 'canceled'
+end
 if status == 'queued' then
   redis.call('HSET', KEYS[2], 'status', 'canceled', 'cancel', '1', 'finished_at', ARGV[1])
   redis.call('XDEL', KEYS[1], job[2])
   redis.call('XADD', KEYS[3], '*', 'type', 'status', 'data', ARGV[3])
   hook(KEYS[2], 'canceled', ARGV[3])
+  leave_lane(KEYS[1], KEYS[2], ARGV[5])
   settle(KEYS[2], KEYS[3], ARGV[2])
   local oldest = frontier(KEYS[1], ARGV[4])
   if job[3] and (not oldest or tonumber(job[3]) > oldest) then
@@ -301,16 +376,28 @@ return status
 """
 )
 
-#: KEYS: stream, job, canceled. ARGV: group.
+#: KEYS: stream, job, canceled. ARGV: group, job id.
 #: Returns how many queued entries are ahead of the job's entry (0: it is next), or -1 when the
 #: job is not queued. Costs O(log n): the job's sequence number, minus that of the oldest entry
 #: not yet delivered, minus the entries canceled in between.
 POSITION = (
-    _FRONTIER
+    _PRELUDE
+    + _FRONTIER
     + """
-local job = redis.call('HMGET', KEYS[2], 'status', 'entry', 'seq')
+local job = redis.call('HMGET', KEYS[2], 'status', 'entry', 'seq', 'key_name')
 if job[1] ~= 'queued' or not job[2] then return -1 end
 local oldest, last = frontier(KEYS[1], ARGV[1])
+if job[2] == '' then
+  -- In its key's backlog: every undelivered entry of the stream, then its key's older jobs
+  -- (other keys' later jobs may still enter between them: a lower bound).
+  local ahead = 0
+  if oldest then
+    local newest = next_seq(KEYS[1]) - 1
+    ahead = newest - oldest + 1 - redis.call('ZCOUNT', KEYS[3], oldest, newest)
+  end
+  local index = redis.call('LPOS', KEYS[1] .. ':backlog:' .. (job[4] or ''), ARGV[2])
+  return ahead + (index or 0)
+end
 if not id_after(job[2], last) then return 0 end
 if not oldest or not job[3] then return 0 end
 local mine = tonumber(job[3])

@@ -39,6 +39,7 @@ from omost_renderer.webhooks import (
     WebhookURLError,
     sign,
 )
+from omost_renderer.worker_queue import StreamReply
 
 logger = logging.getLogger(__name__)
 
@@ -152,12 +153,15 @@ class WebhookDispatcher:
         )
         entries = await self._abandoned()
         if not entries:
-            answer = await self.redis.xreadgroup(
-                constants.WEBHOOK_GROUP_NAME,
-                self.consumer,
-                {constants.WEBHOOK_STREAM_KEY: ">"},
-                count=BATCH,
-                block=block_ms,
+            answer = cast(
+                StreamReply,
+                await self.redis.xreadgroup(
+                    constants.WEBHOOK_GROUP_NAME,
+                    self.consumer,
+                    {constants.WEBHOOK_STREAM_KEY: ">"},
+                    count=BATCH,
+                    block=block_ms,
+                ),
             )
             for _, read in answer or []:
                 entries.extend(read)
