@@ -263,3 +263,43 @@ def test_a_delivery_left_by_a_dead_process_is_taken_over(
     assert asyncio.run(scenario()) == 1
     assert receiver.types() == ["render.completed"]
     assert delivered_all(redis_client)
+
+
+def test_a_keyed_render_is_signed_with_its_keys_own_secret(
+    redis_url: str,
+    tmp_path: Path,
+    httpserver: HTTPServer,
+    redis_client: Redis,
+    start_worker: Callable[..., WorkerThread],
+) -> None:
+    alice_key = b"alice's own signing key"
+    settings = make_settings(
+        redis_url,
+        tmp_path / "results",
+        api_keys="alice=alice-key-0123456789,bob=bob-key-0123456789ab",
+        webhook_secret=SECRET,
+        webhook_secrets="alice=whsec_" + base64.b64encode(alice_key).decode(),
+        webhook_allowed_hosts="127.0.0.1",
+    )
+    signed_by: list[str] = []
+
+    def handle(request: Request) -> Response:
+        for name, key in (("alice", alice_key), ("service", KEY)):
+            try:
+                verify(request, key)
+                signed_by.append(name)
+            except AssertionError:
+                continue
+        return Response("ok")
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(handle)
+    url = httpserver.url_for("/hook")
+    start_worker(settings_=settings)
+    with TestClient(create_app(settings)) as client:
+        for key in ("alice-key-0123456789", "bob-key-0123456789ab"):
+            submitted = client.post(
+                "/v1/renders", json=render_body(url), headers={"authorization": f"Bearer {key}"}
+            )
+            assert submitted.status_code == 202, submitted.text
+        wait_for(lambda: len(signed_by) == 2, what="both completed webhooks")
+    assert sorted(signed_by) == ["alice", "service"]  # bob has no secret of his own
