@@ -69,10 +69,23 @@ class WebhookSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
-    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=len(WebhookEvent))] = (
-        Field(default_factory=lambda: list(DEFAULT_EVENTS))
-    )
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_URL_CHARS,
+            description="Where deliveries are POSTed: https to a public host, unless the"
+            " service allows the host (OMOST_RENDERER_WEBHOOK_ALLOWED_HOSTS).",
+        ),
+    ]
+    events: Annotated[
+        list[WebhookEvent],
+        Field(
+            min_length=1,
+            max_length=len(WebhookEvent),
+            description="Events to send; default: completed, failed, canceled.",
+        ),
+    ] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
 
     def events_field(self) -> str:
         """The events as the job hash keeps them: ``,started,completed,`` (Lua finds ``,x,``)."""
