@@ -204,7 +204,6 @@ def create_app(settings: Settings) -> FastAPI:
                 keys=dispatcher.keys,
                 progress_every=settings.webhook_progress_every,
             ),
-            keys=keys,
             quotas=KeyQuotas(redis, settings),
         )
         delivery = asyncio.create_task(dispatcher.run(), name="webhook-delivery")
@@ -234,6 +233,7 @@ def create_app(settings: Settings) -> FastAPI:
     keyed = [Depends(authenticate)]
 
     app = RendererApp(title="omost-renderer", version="0.1.0", lifespan=lifespan)
+    app.state.keys = keys
     _install_error_handlers(app, settings)
     app.include_router(health_router)
     # The served models are no secret, like /ready: listed without an API key.

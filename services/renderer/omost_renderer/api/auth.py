@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
-from omost_schema.api_keys import UNAUTHORIZED_HEADERS, bearer_token, unauthorized_message
+from omost_schema.api_keys import (
+    UNAUTHORIZED_HEADERS,
+    KeyRing,
+    bearer_token,
+    unauthorized_message,
+)
 from omost_schema.rate_limits import LimitState, record
 
 from omost_renderer.api.state import ServiceState, get_state
@@ -74,11 +79,13 @@ async def authenticate(request: Request) -> Caller:
         AuthenticationError: Keys are configured and the request's is missing or wrong (401).
         RateLimitError: The key has used its requests of this minute (429).
     """
-    state = get_state(request)
+    # The keys are the app's from its factory (no client needed: an open API checks nothing).
+    keys: KeyRing = request.app.state.keys
     scope_state = request.scope.setdefault("state", {})
-    if state.keys.is_open:
+    if keys.is_open:
         return Caller(None, scope_state)
-    name, code = state.keys.authenticate(request.headers.get("authorization"))
+    state = get_state(request)
+    name, code = keys.authenticate(request.headers.get("authorization"))
     if name is None:
         assert code is not None
         # Never the key itself: only what was wrong with it.

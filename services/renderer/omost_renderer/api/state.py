@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi import Request
-from omost_schema.api_keys import KeyRing
 from redis.asyncio import Redis
 
 from omost_renderer.config import Settings
@@ -26,7 +25,6 @@ class ServiceState:
     store: ResultStore
     http: httpx.AsyncClient
     webhooks: WebhookAdmission
-    keys: KeyRing
     quotas: KeyQuotas
 
 
