@@ -24,11 +24,12 @@ RENDERER_ROUTES: dict[tuple[str, str], set[int]] = {
     ("get", "/health"): set(),
     ("get", "/ready"): {503},
     ("get", "/metrics"): {401, 503},
-    ("post", "/v1/renders"): KEYED | {400, 413, 422, 503},
+    ("post", "/v1/renders"): KEYED | {400, 404, 409, 413, 422, 503},
     ("get", "/v1/renders/{job_id}"): KEYED | {404, 503},
     ("post", "/v1/renders/{job_id}/cancel"): KEYED | {404, 409, 503},
     ("get", "/v1/renders/{job_id}/images/{n}"): KEYED | {400, 404, 503},
     ("get", "/v1/renders/{job_id}/sketch"): KEYED | {404, 503},
+    ("get", "/v1/renders/{job_id}/mask"): KEYED | {404, 503},
     ("get", "/v1/renders/{job_id}/events"): KEYED | {400, 404, 503},
     ("post", "/v1/images/generations"): KEYED | {400, 413, 422, 500, 502, 503, 504},
     ("get", "/v1/schema/vocabulary"): KEYED,
@@ -48,6 +49,7 @@ MEDIA: dict[tuple[str, str], str] = {
     ("get", "/metrics"): "text/plain",
     ("get", "/v1/renders/{job_id}/images/{n}"): "image/png",
     ("get", "/v1/renders/{job_id}/sketch"): "image/png",
+    ("get", "/v1/renders/{job_id}/mask"): "image/png",
     ("get", "/v1/renders/{job_id}/events"): "text/event-stream",
 }
 ENVELOPE = "#/components/schemas/ErrorResponse"

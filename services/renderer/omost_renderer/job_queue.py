@@ -16,6 +16,7 @@ from redis.typing import KeyT, StreamIdT
 
 from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
+from omost_renderer.edits import edit_event
 from omost_renderer.errors import ConflictError, IdempotencyKeyReusedError, QueueFullError
 from omost_renderer.jobs import JobNotes, JobRequest
 from omost_renderer.worker_queue import StreamReply
@@ -172,7 +173,11 @@ class JobQueue:
         pairs: list[str],
         digest: str,
     ) -> tuple[str, str]:
-        queued_event = json.dumps({"status": "queued", "attempt": 0})
+        queued: dict[str, object] = {"status": "queued", "attempt": 0}
+        if request.edit is not None:
+            # An edit's first event says how it renders and where its repaint mask is.
+            queued["edit"] = edit_event(request.edit, job_id)
+        queued_event = json.dumps(queued)
         result = await self._submit(
             keys=[
                 constants.stream_key(request.model),

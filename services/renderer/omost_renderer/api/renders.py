@@ -17,9 +17,12 @@ from redis.exceptions import RedisError
 
 from omost_renderer.api import route_docs
 from omost_renderer.api.auth import ApiCaller, Caller, submit_as
+from omost_renderer.api.edit_requests import repaint_picture, resolve_inputs
 from omost_renderer.api.models import route_job
 from omost_renderer.api.state import ServiceState, get_state
+from omost_renderer.edits import EditOf
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
+from omost_renderer.init_images import InitImageRequest
 from omost_renderer.job_queue import JobEvent
 from omost_renderer.jobs import (
     CodeCorrection,
@@ -48,9 +51,13 @@ class RenderRequest(RenderParams):
 
     canvas: Canvas | None = None
     code: str | None = None
-    webhook: WebhookSpec | None = None
     #: A served model (``GET /v1/models``); unset: the default model. Not a render parameter.
     model: str | None = Field(default=None, max_length=200, exclude=True)
+    webhook: WebhookSpec | None = None
+    #: Edit an earlier render of the same key: repaint only the regions that changed.
+    edit_of: EditOf | None = None
+    #: Start from your own image (img2img, or inpaint with a mask or the local boxes).
+    init_image: InitImageRequest | None = None
 
     @model_validator(mode="after")
     def _one_canvas(self) -> RenderRequest:
@@ -85,7 +92,7 @@ class RenderRequest(RenderParams):
                 warnings=list(parsed.warnings),
             )
         params = RenderParams.model_validate(
-            self.model_dump(exclude={"canvas", "code", "webhook"})
+            self.model_dump(exclude={"canvas", "code", "webhook", "edit_of", "init_image"})
         )
         return JobRequest(canvas=canvas, params=params), notes
 
@@ -122,10 +129,17 @@ async def submit_render(
     """
     job, notes = body.to_job()
     job = await route_job(state.redis, state.settings, body.model, job)
-    fields: dict[str, str] = {}
+    job, fields = await resolve_inputs(
+        state.store,
+        lambda job_id: _load(state, job_id, caller),
+        job,
+        edit_of=body.edit_of,
+        init_image=body.init_image,
+        fields_set=body.model_fields_set,
+    )
     if body.webhook is not None:
         try:  # signed with the caller's key's secret (its name is the job's `key_name`)
-            fields = await state.webhooks.job_fields(body.webhook, caller.key_name)
+            fields.update(await state.webhooks.job_fields(body.webhook, caller.key_name))
         except WebhookRefusedError as error:
             raise InvalidRequestError(str(error), param="webhook.url") from None
     submission = await submit_as(state, caller, job, idempotency_key, notes, fields)
@@ -189,6 +203,19 @@ async def get_sketch(job_id: str, state: State, caller: ApiCaller) -> Response:
         debug_png, request.canvas, request.params.width, request.params.height
     )
     return Response(png, media_type="image/png")
+
+
+@router.get("/{job_id}/mask", response_class=Response, responses=route_docs.MASK)
+async def get_mask(job_id: str, state: State, caller: ApiCaller) -> Response:
+    """The area a render repaints, tinted red over the labelled sketch of its canvas (PNG).
+
+    A region edit's changed boxes (dilated and feathered), kept with its results; the whole
+    canvas for any other render, while its canvas is known (live, or succeeded).
+    """
+    data = await repaint_picture(state.store, await _load(state, job_id, caller))
+    if data is None:
+        raise NotFoundError(f"render job {job_id!r} has ended; its canvas is not kept", param="id")
+    return Response(data, media_type="image/png")
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=route_docs.EVENTS)

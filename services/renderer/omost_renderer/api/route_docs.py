@@ -74,6 +74,9 @@ SUBMIT: Responses = {
         TOO_LARGE_DOC,
         IdempotencyKeyReusedError,
         QueueFullError,
+        # `edit_of`: the base render is unknown (or another key's), or has not succeeded.
+        NotFoundError,
+        ConflictError,
         *_WRITE,
     ),
 }
@@ -85,6 +88,10 @@ IMAGE: Responses = {
 }
 SKETCH: Responses = {
     200: {"description": "The colour sketch with its boxes labelled, as PNG.", "content": _PNG},
+    **error_responses(*_READ),
+}
+MASK: Responses = {
+    200: {"description": "The area the render repaints over its sketch, as PNG.", "content": _PNG},
     **error_responses(*_READ),
 }
 EVENTS: Responses = {
