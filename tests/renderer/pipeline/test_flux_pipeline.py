@@ -150,3 +150,27 @@ def test_cfg_is_flux_dev_guidance(tiny_flux: OmostFluxPipeline, dragon_canvas: C
 def test_sizes_off_the_16_pixel_grid_are_refused(tiny_flux: OmostFluxPipeline) -> None:
     with pytest.raises(ValueError, match="multiples of 16"):
         tiny_flux.check_inputs(RenderParams.model_construct(width=72, height=64))
+
+
+def test_occlusion_mask_mode_reaches_the_joint_mask(
+    tiny_flux: OmostFluxPipeline, global_canvas: Canvas
+) -> None:
+    from omost_schema import LocalDescription
+
+    def local(area: str, distance: float) -> LocalDescription:
+        return LocalDescription(
+            location="in the center", offset="no offset", area=area,
+            distance_to_viewer=distance, description="a thing", detailed_descriptions=[],
+            tags="", atmosphere="", style="", quality_meta="", HTML_web_color_name="red",
+        )  # fmt: skip
+
+    canvas = global_canvas.model_copy(deep=True)
+    far, near = local("a large square area", 5.0), local("a small square area", 1.0)
+    canvas.local_descriptions = [far, near]
+    omost = tiny_flux.condition(canvas, (32, 32))
+    occluded = tiny_flux.condition(canvas, (32, 32), "occlusion")
+    assert omost.prompt.masks[1].sum() > occluded.prompt.masks[1].sum()  # the far region shrank
+    assert torch.equal(omost.prompt.masks[2], occluded.prompt.masks[2])  # the near one did not
+    assert omost.mask is not None
+    assert occluded.mask is not None
+    assert not torch.equal(omost.mask, occluded.mask)

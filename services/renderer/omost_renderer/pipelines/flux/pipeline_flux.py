@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from omost_schema import Canvas
+from omost_schema.occlusion import MaskMode, region_conditions
 from PIL import Image
 
 from omost_renderer.pipeline_sdxl import hires_pass_size
@@ -192,10 +193,16 @@ class OmostFluxPipeline:
         check_family_params(self.family_params, params)
 
     # -- 2. conditioning ---------------------------------------------------------------------
-    def condition(self, canvas: Canvas, latent_size: tuple[int, int]) -> _Conditioning:
-        """Encode the canvas and build its joint mask for a latent of ``latent_size``."""
-        processed = canvas.process()
-        prompt = encode_canvas(self.encoders, processed.conditions, self.max_region_tokens)
+    def condition(
+        self, canvas: Canvas, latent_size: tuple[int, int], mask_mode: MaskMode = "omost"
+    ) -> _Conditioning:
+        """Encode the canvas and build its joint mask for a latent of ``latent_size``.
+
+        ``mask_mode="occlusion"`` removes nearer boxes from farther regions' masks
+        (``omost_schema.occlusion``), as the SDXL pipeline does.
+        """
+        conditions = region_conditions(canvas, mask_mode)
+        prompt = encode_canvas(self.encoders, conditions, self.max_region_tokens)
         rows, cols = latent_size[0] // PATCH, latent_size[1] // PATCH
         dtype = self.transformer.dtype
         mask = None
@@ -341,7 +348,7 @@ class OmostFluxPipeline:
         scale = self.vae_scale_factor
 
         # 2. text and mask
-        conditioning = self.condition(canvas, (height // scale, width // scale))
+        conditioning = self.condition(canvas, (height // scale, width // scale), params.mask_mode)
 
         # 3. starting latents
         start = None
@@ -378,7 +385,8 @@ class OmostFluxPipeline:
                 ]
             )
             start = self.encode_pixels(pixels)
-            conditioning = self.condition(canvas, (height // scale, width // scale))
+            latent = (height // scale, width // scale)
+            conditioning = self.condition(canvas, latent, params.mask_mode)
             progress = _Progress(
                 on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
             )
