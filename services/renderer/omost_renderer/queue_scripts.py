@@ -35,7 +35,8 @@ local function settle(job, events, ttl)
     for i = 1, #last[2], 2 do fields[last[2][i]] = last[2][i + 1] end
     redis.call('HSET', job, 'final_event_id', last[1], 'final_event', fields['data'])
   end
-  redis.call('HDEL', job, 'request')
+  -- The request and the webhook (its last event is already in the webhook stream) go.
+  redis.call('HDEL', job, 'request', 'webhook_url', 'webhook_events', 'webhook_every')
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', events, """
     + str(constants.EVENTS_LINGER_S)
