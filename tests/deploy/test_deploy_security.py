@@ -57,3 +57,15 @@ def test_a_service_that_requires_keys_refuses_to_start_without(tmp_path: Path) -
     llm = LlmSettings(model="test-model", warmup=False, require_api_keys=True)  # type: ignore[call-arg]
     with pytest.raises(ApiKeySettingError, match="OMOST_LLM_API_KEYS is empty"):
         create_llm_app(llm, backend=object())  # type: ignore[arg-type]
+
+
+def test_the_commands_say_why_they_do_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omost_llm.cli import main as llm_main
+    from omost_renderer.cli import EXIT_CONFIGURATION
+    from omost_renderer.cli import main as renderer_main
+
+    monkeypatch.setenv("OMOST_RENDERER_REQUIRE_API_KEYS", "true")
+    assert renderer_main(["api"]) == EXIT_CONFIGURATION
+    monkeypatch.setenv("OMOST_LLM_API_KEYS", "alice=short")
+    with pytest.raises(SystemExit, match="shorter than 16"):
+        llm_main(["serve"])

@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and run the command."""
     import uvicorn
+    from omost_schema.api_keys import ApiKeySettingError
 
     from omost_llm.config import Settings
     from omost_llm.main import create_app
@@ -26,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level
-    )
+    try:
+        app = create_app(settings)
+    except ApiKeySettingError as error:
+        # A key setting that cannot be used: say so and stop, without a traceback.
+        raise SystemExit(f"omost-llm serve: {error}") from None
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)

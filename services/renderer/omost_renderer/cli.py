@@ -51,10 +51,16 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
 
 def _run_api(settings: Settings, host: str, port: int) -> int:
     import uvicorn
+    from omost_schema.api_keys import ApiKeySettingError
 
     from omost_renderer.api import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    try:
+        app = create_app(settings)
+    except ApiKeySettingError as error:
+        print(f"omost-renderer api: {error}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 
 
