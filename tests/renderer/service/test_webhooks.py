@@ -305,3 +305,25 @@ def test_a_keyed_render_is_signed_with_its_keys_own_secret(
             assert submitted.status_code == 202, submitted.text
         wait_for(lambda: len(signed_by) == 2, what="both completed webhooks")
     assert sorted(signed_by) == ["alice", "service"]  # bob has no secret of his own
+
+
+def test_two_api_replicas_deliver_each_event_once(
+    hook_settings: Settings,
+    httpserver: HTTPServer,
+    redis_client: Redis,
+    start_worker: Callable[..., WorkerThread],
+) -> None:
+    receiver = Receiver(httpserver)
+    with TestClient(create_app(hook_settings)) as first, TestClient(create_app(hook_settings)):
+        ids = [
+            first.post("/v1/renders", json=render_body(receiver.url)).json()["id"] for _ in range(6)
+        ]
+        start_worker(settings_=hook_settings)
+        wait_for(lambda: len(receiver.accepted("render.completed")) >= 6, what="6 completions")
+        wait_for(lambda: delivered_all(redis_client), what="every delivery to settle")
+    completed = [p["data"]["id"] for p in receiver.accepted("render.completed")]
+    assert sorted(completed) == sorted(ids)
+    consumers = redis_client.xinfo_consumers(
+        constants.WEBHOOK_STREAM_KEY, constants.WEBHOOK_GROUP_NAME
+    )
+    assert len(consumers) == 2  # both replicas read the one group
