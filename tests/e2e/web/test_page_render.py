@@ -72,7 +72,9 @@ def test_hires_fix_and_sketch_start_reach_the_api(stack: Stack, page: Page) -> N
     page.wait_for_selector("#gallery li img", timeout=180_000)
     page.wait_for_function("document.querySelector('#gallery img').naturalWidth > 0")
     size = page.eval_on_selector("#gallery img", "i => [i.naturalWidth, i.naturalHeight]")
-    assert size == [192, 64]  # the renderer scales by 1.5 and rounds down to multiples of 64
+    # Omost's rule: each side times 1.5, rounded (Python's round) to a multiple of 64:
+    # 128 -> 192, and 64 -> round(1.5) * 64 = 128.
+    assert size == [192, 128]
 
 
 def test_cancel_stops_a_render(stack: Stack, page: Page) -> None:
@@ -109,3 +111,29 @@ def test_queue_full_is_a_clear_message(stack: Stack, page: Page) -> None:
         assert not page.is_disabled("#render")
     finally:
         httpx.post(f"{stack.broken}/v1/renders/{blocker['id']}/cancel", timeout=10)
+
+
+def test_after_an_edit_turn_render_the_changes_is_the_default(stack: Stack, page: Page) -> None:
+    open_page(page, stack.fake)
+    compose(page)
+    set_params(page, width="128", height="64", steps="2", num_images="1")
+    page.click("#render")
+    page.wait_for_selector("#gallery li img", timeout=180_000)
+    assert page.inner_text("#render") == "Render"
+    assert page.is_hidden("#full-render")
+    page.fill("#prompt", "make the dragon red")
+    page.click("#send")
+    page.wait_for_selector("body[data-chat=idle][data-canvas=valid]")
+    assert page.inner_text("#render") == "Render the changes"
+    assert page.is_visible("#full-render")  # a full re-render stays one click away
+    with page.expect_request("**/v1/renders") as sent:
+        page.click("#render")
+    assert "render_id" in sent.value.post_data_json["edit_of"]
+    page.wait_for_selector("#edit-mask:not([hidden])", timeout=60_000)
+    assert "Rendering the changes: repaints region" not in page.inner_text("#edit-reason")
+    assert page.inner_text("#edit-reason").startswith("Rendering the changes: repaints local 0")
+    page.wait_for_function("document.querySelector('#edit-mask').naturalWidth === 128")
+    page.wait_for_function("document.querySelectorAll('#gallery li').length === 2", timeout=180_000)
+    with page.expect_request("**/v1/renders") as full:
+        page.click("#full-render")
+    assert "edit_of" not in full.value.post_data_json
