@@ -31,14 +31,16 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from omost_renderer import constants
+
 #: Prefix of a Standard Webhooks signing secret; base64 of the key bytes follows.
 SECRET_PREFIX = "whsec_"
 #: Longest webhook URL accepted.
 MAX_URL_CHARS = 2048
 #: Seconds a webhook host may take to resolve at submit (and before each delivery).
 RESOLVE_TIMEOUT_S = 5.0
-#: Key name of the requests made without an API key (no keys configured; as ``api.auth``).
-ANONYMOUS_KEY = "anonymous"
+#: Key name of the requests made without an API key (no keys configured).
+ANONYMOUS_KEY = constants.OPEN_KEY_NAME
 
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
 
