@@ -3,6 +3,7 @@
 import {
   apiKey,
   getVocabulary,
+  imageSource,
   isKeyError,
   isUp,
   llmModel,
@@ -39,10 +40,15 @@ class App {
     this.abort = null;
     this.editTimer = null;
     this.editSeq = 0;
+    this.lastRender = null; // {id, canvas} of the latest finished render: what an edit keeps
     this.job = new RenderJob(
       { box: $("job"), status: $("job-status"), progress: $("progress"), preview: $("step-preview"), cancel: $("cancel") },
       {
-        onImages: (view, params) => addToGallery($("gallery"), view, params, (image, p) => this.open(image, p)),
+        onImages: (view, params) => {
+          this.lastRender = { id: view.id, canvas: JSON.stringify(params.canvas) };
+          addToGallery($("gallery"), view, params, (image, p) => this.open(image, p));
+        },
+        onQueued: (job) => this.showEditPlan(job.edit),
         onError: (error) => this.banner(error.message),
         onDone: () => this.updateRenderButton(),
       },
@@ -340,6 +346,7 @@ class App {
     if (this.abort) this.abort.abort();
     this.messages = [];
     this.view = null;
+    this.lastRender = null; // a new conversation renders a new picture
     this.before = null;
     this.changes = [];
     this.valid = false;
@@ -354,18 +361,47 @@ class App {
 
   // ----- rendering -------------------------------------------------------------------------
 
-  updateRenderButton() {
-    const running = this.job.events !== null && this.job.events !== undefined;
-    $("render").disabled = !this.view || !this.valid || running;
-    $("render").title = !this.view ? "Compose a canvas first" : !this.valid ? "Fix the canvas first" : "";
+  /** Whether the canvas differs from the last render's: then "render the changes" is the default. */
+  editable() {
+    return Boolean(this.view && this.lastRender && JSON.stringify(toCanvas(this.view)) !== this.lastRender.canvas);
   }
 
-  render() {
+  updateRenderButton() {
+    const running = this.job.events !== null && this.job.events !== undefined;
+    const edit = this.editable();
+    $("render").disabled = !this.view || !this.valid || running;
+    $("render").textContent = edit ? "Render the changes" : "Render";
+    $("render").title = !this.view ? "Compose a canvas first" : !this.valid ? "Fix the canvas first"
+      : edit ? "Repaint only the changed regions; the rest of the last image stays" : "";
+    $("full-render").hidden = !edit;
+    $("full-render").disabled = $("render").disabled;
+  }
+
+  /** Render the canvas: only its changes over the last render unless `full` (or nothing to keep). */
+  render({ full = false } = {}) {
     const form = $("render-form");
     if (!form.reportValidity()) return;
     this.banner("");
-    this.job.start({ canvas: toCanvas(this.view), ...readParams(form) }).then(() => this.updateRenderButton());
+    const body = { canvas: toCanvas(this.view), ...readParams(form) };
+    if (!full && this.editable()) body.edit_of = { render_id: this.lastRender.id, image: 0 };
+    this.showEditPlan(null);
+    this.job.start(body).then(() => this.updateRenderButton());
     this.updateRenderButton();
+  }
+
+  /** Show how an edit renders (the server's diff and plan) and its repaint area over the sketch. */
+  showEditPlan(edit) {
+    $("edit-plan").hidden = !edit;
+    $("edit-mask").hidden = true;
+    if (!edit) return;
+    $("edit-reason").textContent = edit.mode === "region"
+      ? `Rendering the changes: ${edit.reason}.` : `Full render: ${edit.reason}.`;
+    if (edit.mask_url) {
+      imageSource(edit.mask_url).then((src) => {
+        $("edit-mask").src = src;
+        $("edit-mask").hidden = false;
+      }, () => {});
+    }
   }
 
   open(image, params) {
@@ -427,6 +463,7 @@ function wire(app) {
     event.preventDefault();
     app.render();
   });
+  $("full-render").addEventListener("click", () => app.render({ full: true }));
 }
 
 /** Show the key dialog with `message`; resolves once a key is entered (kept for this tab). */

@@ -1,4 +1,9 @@
 // Canvases in the page's shape, and what changed between two of them.
+//
+// The diff mirrors the shared one (`omost_schema.diff`, which the LLM service reports as
+// `changed_regions` and the renderer plans edits with): locals matched by position, the same
+// field lists, the same aspects. The page shows it field by field; what an edit repaints is the
+// server's plan (`edit` of the render job), computed with the shared diff.
 
 export const GLOBAL_FIELDS = ["description", "detailed_descriptions", "tags", "HTML_web_color_name"];
 export const LOCAL_FIELDS = [
@@ -14,6 +19,22 @@ export const LOCAL_FIELDS = [
   "quality_meta",
   "HTML_web_color_name",
 ];
+
+/** What about a local region a field is (`box`, `color`, `distance`; the rest is `text`). */
+const ASPECT_OF = {
+  location: "box",
+  offset: "box",
+  area: "box",
+  HTML_web_color_name: "color",
+  distance_to_viewer: "distance",
+};
+const ASPECTS = ["box", "color", "text", "distance"];
+
+/** The aspects of a list of changed local fields, in the shared diff's order. */
+export function aspectsOf(fields) {
+  const found = new Set(fields.map((name) => ASPECT_OF[name] || "text"));
+  return ASPECTS.filter((aspect) => found.has(aspect));
+}
 
 function pick(fields, names) {
   const out = {};
@@ -49,7 +70,7 @@ function changedFields(before, after, names) {
  * List what changed from `before` to `after` (page shape), locals matched by position as the
  * LLM service does, with the names of the fields that differ.
  *
- * @returns {{region: string, index: number|null, change: string, fields: string[], before: object|null, after: object|null}[]}
+ * @returns {{region: string, index: number|null, change: string, fields: string[], aspects?: string[], before: object|null, after: object|null}[]}
  */
 export function diffCanvases(before, after) {
   const changes = [];
@@ -68,7 +89,10 @@ export function diffCanvases(before, after) {
     } else {
       const fields = changedFields(old[i], now[i], LOCAL_FIELDS);
       if (fields.length) {
-        changes.push({ region: "local", index: i, change: "modified", fields, before: old[i], after: now[i] });
+        changes.push({
+          region: "local", index: i, change: "modified", fields, aspects: aspectsOf(fields),
+          before: old[i], after: now[i],
+        });
       }
     }
   }

@@ -70,7 +70,7 @@ export function wireRenderForm(form) {
 export class RenderJob {
   /**
    * @param {object} elements `{box, status, progress, preview, cancel}` elements of the panel.
-   * @param {{onImages: Function, onError: Function, onDone: Function}} handlers
+   * @param {{onImages: Function, onError: Function, onDone: Function, onQueued?: Function}} handlers
    */
   constructor(elements, handlers) {
     this.el = elements;
@@ -96,6 +96,7 @@ export class RenderJob {
     }
     this.id = job.id;
     this.params = body;
+    if (this.handlers.onQueued) this.handlers.onQueued(job);
     this.setStatus(this.queuedText(job.queue_position));
     this.follow();
   }
