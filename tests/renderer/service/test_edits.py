@@ -165,6 +165,21 @@ def test_init_image_with_regions_only_keeps_the_image_outside_the_boxes(
     assert np.abs(after - np.asarray(image, dtype=np.float64))[outside].mean() < 3.0
 
 
+def test_init_image_with_a_mask_repaints_only_the_white_part(
+    client: TestClient, tiny_worker: WorkerThread
+) -> None:
+    image = _gradient()
+    white = np.zeros((SIZE, SIZE), dtype=np.uint8)
+    white[:, : SIZE // 2] = 255
+    mask = Image.fromarray(white, mode="L")
+    init = {"image": _data_url(image), "strength": 0.9, "mask": _data_url(mask)}
+    job = _done(client, str(_render(client, canvas=_canvas(), init_image=init)["id"]))
+    after = _pixels(client, str(job["id"]))
+    kept = np.abs(after - np.asarray(image, dtype=np.float64))
+    assert kept[:, SIZE // 2 + 8 :].mean() <= 1.0
+    assert kept[:, : SIZE // 2 - 8].mean() > 5.0
+
+
 def test_init_image_img2img_renders(client: TestClient, tiny_worker: WorkerThread) -> None:
     init = {"image": _data_url(_gradient(64)), "strength": 0.5}
     _done(client, str(_render(client, canvas=_canvas(), init_image=init)["id"]))
