@@ -38,6 +38,7 @@ export function readParams(form) {
   if (form.querySelector("#from-sketch").checked) {
     params.sketch_strength = Number(form.elements.namedItem("sketch_strength").value);
   }
+  if (form.querySelector("#occlusion").checked) params.mask_mode = "occlusion";
   return params;
 }
 
