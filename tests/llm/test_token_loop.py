@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import xgrammar as xgr
 from omost_llm.backends.model_loading import load_model
+from omost_llm.backends.prefix_cache import PrefixCache
 from omost_llm.backends.token_loop import DecodeStats, LoopParams, run_loop
 from omost_llm.backends.transformers_backend import _stop_ids, compile_constraint
 from omost_llm.canvas_output import read_output
@@ -80,6 +81,8 @@ def generate(
     seed: int = 0,
     max_tokens: int = 800,
     cancel_after: int | None = None,
+    prefix: PrefixCache | None = None,
+    prompt: list[int] | None = None,
 ) -> Run:
     matcher = xgr.GrammarMatcher(tiny.compiled[output])
     bitmask = xgr.allocate_token_bitmask(1, int(tiny.model.config.vocab_size))
@@ -106,7 +109,7 @@ def generate(
     run_loop(
         tiny.model,
         tiny.tokenizer,
-        tiny.prompts[output],
+        tiny.prompts[output] if prompt is None else prompt,
         params,
         matcher,
         bitmask,
@@ -114,6 +117,7 @@ def generate(
         emit,
         cancel,
         stats,
+        prefix,
     )
     return Run(events, stats)
 
@@ -174,3 +178,34 @@ def test_cancelling_stops_before_the_next_forward_pass(tiny: Tiny) -> None:
     assert not any(isinstance(e, GenerationEnd) for e in run.events)
     marker = next(e.text for e in run.events if isinstance(e, TextDelta) and "cancelled" in e.text)
     assert marker == f"<cancelled after pass {run.stats.forward_passes}>"
+
+
+def test_the_kept_cache_serves_the_shared_prefix_and_changes_no_answer(tiny: Tiny) -> None:
+    prefix = PrefixCache()
+    first = generate(tiny, OutputMode.CODE, prefix=prefix)
+    assert first.stats.reused == 0
+    # The same prompt again: all but its last token come from the cache; the answer is the same.
+    again = generate(tiny, OutputMode.CODE, prefix=prefix)
+    assert again.stats.reused == len(tiny.prompts[OutputMode.CODE]) - 1
+    assert again.text == first.text
+    # A prompt that shares only the system prompt: that much is reused, the answer unchanged.
+    other = tiny.prompts[OutputMode.JSON]
+    shared = next(
+        i
+        for i, (a, b) in enumerate(zip(other, tiny.prompts[OutputMode.CODE], strict=False))
+        if a != b
+    )
+    fresh = generate(tiny, OutputMode.CODE, prompt=other)
+    reused = generate(
+        tiny, OutputMode.CODE, prompt=other, prefix=prefix, lookup=8, ngram=1, jump=True
+    )
+    assert reused.stats.reused == shared
+    plain_jump = generate(tiny, OutputMode.CODE, prompt=other, lookup=8, ngram=1, jump=True)
+    assert reused.text == plain_jump.text
+    assert (
+        fresh.events[-1]
+        == generate(tiny, OutputMode.CODE, prompt=other, prefix=PrefixCache()).events[-1]
+    )
+    # A cancelled generation keeps a consistent cache too.
+    generate(tiny, OutputMode.CODE, prefix=prefix, cancel_after=3)
+    assert generate(tiny, OutputMode.CODE, prefix=prefix).text == first.text

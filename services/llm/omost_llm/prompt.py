@@ -6,6 +6,8 @@ import json
 
 from omost_schema import AREAS, FULL_BUDGET, LOCATIONS, OFFSETS, CanvasBudget, canvas_json_schema
 
+from omost_llm.config import OutputMode
+
 _INTRO = "You are a helpful AI assistant to compose images using the below python class `Canvas`:"
 
 _GLOBAL_SIGNATURE = (
@@ -47,6 +49,20 @@ def omost_system_prompt() -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def system_prompt(
+    output: OutputMode, budget: CanvasBudget, client_prompt: str | None = None
+) -> str:
+    """The system prompt: the client's if it sent one, else Omost's; plus the JSON rules.
+
+    Args:
+        output: The output mode (``json`` appends ``json_instruction(budget)``).
+        budget: The canvas budget the answer is decoded under.
+        client_prompt: The client's system prompt, if any.
+    """
+    prompt = client_prompt or omost_system_prompt()
+    return prompt + json_instruction(budget) if output is OutputMode.JSON else prompt
 
 
 def json_instruction(budget: CanvasBudget = FULL_BUDGET) -> str:

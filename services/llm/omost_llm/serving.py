@@ -39,7 +39,7 @@ from omost_llm.errors import (
 )
 from omost_llm.json_progress import JsonCodeStream
 from omost_llm.metrics import Metrics
-from omost_llm.prompt import json_instruction, omost_system_prompt
+from omost_llm.prompt import system_prompt
 from omost_llm.protocol import (
     Backend,
     ChatMessage,
@@ -137,10 +137,7 @@ class Composer:
         self, client_prompt: str | None = None, budget: CanvasBudget | None = None
     ) -> str:
         """The system prompt: the client's if it sent one, else Omost's; plus the JSON rules."""
-        prompt = client_prompt or omost_system_prompt()
-        if self.output is OutputMode.JSON:
-            return prompt + json_instruction(budget or self.budget)
-        return prompt
+        return system_prompt(self.output, budget or self.budget, client_prompt)
 
     def conversation(
         self, turns: Sequence[tuple[str, str]], budget: CanvasBudget | None = None

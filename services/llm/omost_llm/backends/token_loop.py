@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omost_llm.backends.jump_forward import jump_forward
+from omost_llm.backends.prefix_cache import PrefixCache
 from omost_llm.backends.speculation import PromptLookup, accept_draft, token_probs
 from omost_llm.protocol import GenerationEnd, GenerationEvent, TextDelta
 
@@ -63,6 +64,7 @@ class DecodeStats:
         tokens: Tokens generated.
         prefill_s: Seconds of the first forward pass (the prompt), a part of every answer's
             time that no decoding technique shortens.
+        reused: Prompt tokens already in the kept cache (not fed again).
     """
 
     forward_passes: int = 0
@@ -73,6 +75,7 @@ class DecodeStats:
     forced: int = 0
     tokens: int = 0
     prefill_s: float = 0.0
+    reused: int = 0
 
 
 def sample_token(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
@@ -174,6 +177,7 @@ def run_loop(
     emit: Callable[[GenerationEvent], None],
     cancel: threading.Event,
     stats: DecodeStats | None = None,
+    prefix: PrefixCache | None = None,
 ) -> None:
     """Generate up to ``params.max_tokens`` tokens, emitting text deltas and one end event.
 
@@ -188,6 +192,8 @@ def run_loop(
         emit: Receives each event (called from this thread).
         cancel: Set to stop early; no end event is sent then.
         stats: Filled with what the loop did, when given.
+        prefix: The kept cache of the last generation: its common prefix with the prompt is
+            not fed again, and this generation's cache is kept there when it ends.
     """
     import torch
     from transformers import DynamicCache
@@ -195,16 +201,16 @@ def run_loop(
     stats = stats if stats is not None else DecodeStats()
     generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
     lookup = PromptLookup(prompt_ids, params.lookup_ngram) if params.lookup_tokens > 0 else None
-    cache = DynamicCache()
+    cache, cached = prefix.take(prompt_ids) if prefix is not None else (DynamicCache(), 0)
+    stats.reused = cached
     output = _Output(tokenizer, params.stop, emit)
     generated: list[int] = []
-    pending = list(prompt_ids)  # fed to the model next: not yet in the cache
-    cached = 0  # tokens in the cache
+    pending = prompt_ids[cached:]  # fed to the model next: not yet in the cache
     finish = "length"
     with torch.inference_mode():
         while len(generated) < params.max_tokens:
             if cancel.is_set():
-                return
+                break
             room = params.max_tokens - len(generated)
             drafts: list[int] = []
             if lookup is not None and generated:
@@ -252,6 +258,11 @@ def run_loop(
                         finish = "stop"
                         break
     stats.tokens = len(generated)
+    if prefix is not None:
+        # The cache holds the prompt and every generated token but those still pending.
+        prefix.keep((prompt_ids + generated)[:cached], cache)
+    if cancel.is_set():
+        return
     emit(GenerationEnd(finish, prompt_tokens=len(prompt_ids), completion_tokens=len(generated)))
 
 

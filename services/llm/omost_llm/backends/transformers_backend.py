@@ -11,12 +11,20 @@ from typing import Any
 from omost_schema import FULL_BUDGET, CanvasBudget
 
 from omost_llm.backends.model_loading import load_model
+from omost_llm.backends.prefix_cache import PrefixCache
 from omost_llm.backends.token_loop import LoopParams, run_loop
 from omost_llm.canvas_budget import model_budget
 from omost_llm.config import OutputMode, Settings
 from omost_llm.constraints import decoding_grammar, decoding_json_grammar
 from omost_llm.errors import BackendUnavailableError
-from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationEvent, GenerationRequest
+from omost_llm.prompt import system_prompt
+from omost_llm.protocol import (
+    ChatMessage,
+    GenerationEnd,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+)
 
 
 class TransformersBackend:
@@ -39,6 +47,9 @@ class TransformersBackend:
         self._vocab_size = 0
         self._context: int | None = None
         self._stop_ids: set[int] = set()
+        # The last generation's KV cache: the next one reuses the shared system prompt (and an
+        # edit turn the conversation before it). Used on the one generation thread only.
+        self._prefix = PrefixCache()
 
     @property
     def constrained(self) -> bool:
@@ -46,8 +57,34 @@ class TransformersBackend:
         return self.settings.constrained
 
     async def start(self) -> None:
-        """Load the model and compile the grammar (in the worker thread)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
+        """Load the model and compile the grammar (in the worker thread); then warm up.
+
+        The warm-up (``OMOST_LLM_WARMUP``) generates one token after the default system prompt,
+        so the kept cache holds it and no request computes it again.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._load)
+        if self.settings.warmup:
+            await loop.run_in_executor(self._executor, self._warm_up)
+
+    def _warm_up(self) -> None:
+        budget = model_budget(self.settings)
+        prompt = system_prompt(self.settings.output, budget)
+        request = GenerationRequest(
+            messages=[ChatMessage("system", prompt), ChatMessage("user", "a cat")],
+            output=self.settings.output,
+            sampling=SamplingParams(max_tokens=1, temperature=0.0),
+            budget=budget,
+        )
+        errors: list[BaseException] = []
+
+        def keep_errors(event: GenerationEvent | BaseException) -> None:
+            if isinstance(event, BaseException):
+                errors.append(event)
+
+        self._run(request, keep_errors, threading.Event())
+        if errors:
+            raise errors[0]
 
     async def close(self) -> None:
         """Stop the worker thread and drop the model."""
@@ -158,6 +195,7 @@ class TransformersBackend:
                 self._stop_ids,
                 emit,
                 cancel,
+                prefix=self._prefix,
             )
         except Exception as exc:  # reported to the request, whose task raises it
             emit(exc)
