@@ -174,3 +174,25 @@ def test_occlusion_mask_mode_reaches_the_joint_mask(
     assert omost.mask is not None
     assert occluded.mask is not None
     assert not torch.equal(omost.mask, occluded.mask)
+
+
+def test_region_edit_keeps_the_outside_with_the_flow_matching_blend(
+    tiny_flux: OmostFluxPipeline, global_canvas: Canvas
+) -> None:
+    from omost_renderer.render_start import RenderStart, RepaintArea
+    from omost_schema import Rect
+    from omost_schema.repaint import repaint_mask
+
+    params = RenderParams(width=256, height=256, steps=3, seed=1)
+    base = tiny_flux.render(global_canvas, params)[0]
+    assert base.latents["base"].shape == (256, tiny_flux.transformer.config.in_channels)
+    rects = (Rect(0, 30, 0, 30),)
+    start = RenderStart(latents=base.latents, keep_seed=base.seed,
+                        repaint=RepaintArea(rects=rects), kept_image=base.image)  # fmt: skip
+    edit = tiny_flux.render(global_canvas, params.model_copy(update={"seed": 2}), start=start)[0]
+    full = tiny_flux.render(global_canvas, params.model_copy(update={"seed": 2}))[0]
+    outside = repaint_mask(list(rects), 256, 256, cell_px=1) == 0
+    diff = np.abs(_pixels(edit.image) - _pixels(base.image))
+    assert diff[outside].mean() <= 1.0
+    assert diff[~outside].mean() > 5.0
+    assert np.abs(_pixels(full.image) - _pixels(base.image))[outside].mean() > 10.0

@@ -26,6 +26,8 @@ from omost_renderer.sampling import MAX_SCHEDULE
 Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 #: Called after step ``i`` (0-based) with the new latent and the step's x0 estimate.
 FlowCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+#: ``blend(i, x, sigma_next) -> x``: rewrites the latents after step ``i``.
+FlowBlend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: diffusers' FLUX.1-dev scheduler config (dynamic shifting by image size).
 FLUX_DEV_SCHEDULER: dict[str, Any] = {
@@ -103,6 +105,7 @@ def sample_euler(
     latents: torch.Tensor,
     sigmas: torch.Tensor,
     callback: FlowCallback | None = None,
+    blend: FlowBlend | None = None,
 ) -> torch.Tensor:
     """Flow-matching Euler from ``latents`` at ``sigmas[0]`` down to ``sigmas[-1]``.
 
@@ -111,6 +114,8 @@ def sample_euler(
         latents: float32 starting latents.
         sigmas: Descending noise levels (``flow_sigmas``).
         callback: Called after every step; raising stops sampling.
+        blend: Rewrites the latents after every step, before ``callback`` (an edit's
+            inpainting blend, ``pipelines.inpaint_blend``).
 
     Returns:
         The final latents, float32.
@@ -121,6 +126,8 @@ def sample_euler(
         v = velocity(index, x, sigma).float()
         denoised = x - sigma * v
         x = x + (following - sigma) * v
+        if blend is not None:
+            x = blend(index, x, following)
         if callback is not None:
             callback(index, x, denoised)
     return x

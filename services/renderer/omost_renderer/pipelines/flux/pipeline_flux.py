@@ -46,8 +46,10 @@ from omost_renderer.pipelines.flux.encoding import (
     FluxTextEncoders,
     encode_canvas,
 )
+from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
+from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.sketch_start import sketch_start_pixels
 from omost_renderer.vae_codec import VaeCodec, uint8_to_pixels
@@ -131,6 +133,9 @@ class OmostFluxPipeline:
         max_region_tokens: T5 tokens of one region at most (T5's 512 by default).
         regional: ``False`` keeps diffusers' stock processors (a reference for tests).
     """
+
+    #: Renders from a ``RenderStart`` (edits, init images).
+    supports_start = True
 
     def __init__(
         self,
@@ -263,6 +268,7 @@ class OmostFluxPipeline:
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
         progress: _Progress | None = None,
+        blend: InpaintBlend | None = None,
     ) -> torch.Tensor:
         """Run flow-matching Euler from packed ``latents`` (already at ``sigmas[0]``).
 
@@ -272,6 +278,7 @@ class OmostFluxPipeline:
             conditioning: The canvas's text and mask.
             guidance: FLUX.1-dev's distilled guidance per image, or ``None``.
             progress: Reports each step.
+            blend: An edit's inpainting blend after each step.
 
         Returns:
             The denoised packed latents, float32 (k, N, 4C).
@@ -306,7 +313,7 @@ class OmostFluxPipeline:
             )[0]
             return out  # type: ignore[no-any-return]
 
-        return sample_euler(velocity, latents, sigmas.to(self.device), progress)
+        return sample_euler(velocity, latents, sigmas.to(self.device), progress, blend)
 
     def _run(
         self,
@@ -317,14 +324,66 @@ class OmostFluxPipeline:
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
         progress: _Progress,
+        kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         sigmas = flow_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
         latents = noised_start(start, noise, sigmas[0].to(self.device))
-        return self.denoise(latents, sigmas, conditioning, guidance, progress)
+        blend = None
+        if kept is not None:
+            base, keep_noise, mask = kept
+            blend = InpaintBlend(base=base, noise=keep_noise, mask=mask, steps=steps,
+                                 renoise=renoise_flow_match)  # fmt: skip
+            latents = blend.start(latents, sigmas[0].to(self.device))
+        return self.denoise(latents, sigmas, conditioning, guidance, progress, blend)
+
+    def _kept_tokens(
+        self, start: RenderStart, name: str, width: int, height: int
+    ) -> torch.Tensor | None:
+        """The packed clean latents a pass keeps: the init image's, or the edit base's."""
+        if start.image is not None:
+            image = start.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            return self.encode_pixels(uint8_to_pixels(np.asarray(image)))
+        stored = start.latents.get(name)
+        if stored is None:
+            return None
+        tokens = torch.from_numpy(stored).float()[None].to(self.device)
+        cell = self.vae_scale_factor * PATCH
+        expected = (1, (height // cell) * (width // cell), self.transformer.config.in_channels)
+        if tuple(tokens.shape) != expected:
+            raise ValueError(
+                f"the edit's base latents are {stored.shape}, this pass needs {expected}"
+            )
+        return tokens
+
+    def _keep(
+        self,
+        start: RenderStart | None,
+        name: str,
+        keep: torch.Generator | None,
+        width: int,
+        height: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """What one pass keeps outside the repaint area: packed base, its noise and the mask."""
+        if start is None or start.repaint is None or keep is None:
+            return None
+        base = self._kept_tokens(start, name, width, height)
+        if base is None:
+            return None
+        noise = self._noise([keep], height, width)
+        cells = start.repaint.latent_mask(width, height, self.vae_scale_factor)
+        channels = self.transformer.config.in_channels // (PATCH * PATCH)
+        # Packed like the latents, so the blend works token by token, feature by feature.
+        mask = torch.from_numpy(cells)[None, None].expand(1, channels, -1, -1).contiguous()
+        return base, noise, pack(mask).to(self.device)
 
     # -- the whole render ----------------------------------------------------------------------
     def render(
-        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
     ) -> list[RenderedImage]:
         """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
 
@@ -333,9 +392,12 @@ class OmostFluxPipeline:
             params: Size, steps, guidance, seed, hires fix and sketch start.
             on_step: Called after every denoising step with an occasional preview; an exception
                 it raises stops the render and propagates.
+            start: An edit's base render or an init image (``render_start``); outside its
+                repaint area the flow-matching blend keeps it.
 
         Returns:
-            One image per seed, with the parameters that reproduce it.
+            One image per seed, with the parameters that reproduce it and the final packed
+            latents of each pass.
         """
         # 1. inputs
         self.check_inputs(params)
@@ -351,11 +413,17 @@ class OmostFluxPipeline:
         conditioning = self.condition(canvas, (height // scale, width // scale), params.mask_mode)
 
         # 3. starting latents
-        start = None
-        if params.sketch_strength is not None:
+        init = None
+        image_start = start is not None and start.image is not None
+        strength = start.strength if start and image_start else params.sketch_strength or 1.0
+        # The kept part's noise is the base render's own (its seed), drawn in the same order.
+        keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
+        if start is not None and image_start:
+            init = self._kept_tokens(start, BASE_PASS, width, height)
+        elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
             sketch = canvas.process().initial_image
-            start = self.encode_pixels(sketch_start_pixels(sketch, height, width))
+            init = self.encode_pixels(sketch_start_pixels(sketch, height, width))
         noise = self._noise(generators, height, width)
 
         # 4. denoise
@@ -363,14 +431,16 @@ class OmostFluxPipeline:
             on_step, 0, total, self.preview_every, (height // scale, width // scale)
         )
         latents = self._run(
-            start,
+            init,
             noise,
             params.steps,
-            params.sketch_strength or 1.0,
+            strength,
             conditioning,
             guidance,
             progress,
+            self._keep(start, BASE_PASS, keep, width, height),
         )
+        passes = {BASE_PASS: latents}
 
         # 5. hires fix
         if hires:
@@ -384,28 +454,35 @@ class OmostFluxPipeline:
                     for im in images
                 ]
             )
-            start = self.encode_pixels(pixels)
+            init = self.encode_pixels(pixels)
             latent = (height // scale, width // scale)
             conditioning = self.condition(canvas, latent, params.mask_mode)
             progress = _Progress(
                 on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
             )
             latents = self._run(
-                start,
+                init,
                 self._noise(generators, height, width),
                 params.hires_steps,
                 params.hires_denoise,
                 conditioning,
                 guidance,
                 progress,
+                self._keep(start, HIRES_PASS, keep, width, height),
             )
+            passes[HIRES_PASS] = latents
 
         # 6. decode
         meta = self._metadata(params, width, height, guidance)
+        images = self.decode(latents, height, width)
+        if start is not None and start.repaint is not None:
+            mask = start.repaint.latent_mask(width, height, self.vae_scale_factor)
+            images = [start.paste_outside(im, mask) for im in images]
         return [
-            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s})
-            for im, s in zip(self.decode(latents, height, width), seeds, strict=True)
-        ]
+            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s},
+                          latents={name: p[i].float().cpu().numpy() for name, p in passes.items()})
+            for i, (im, s) in enumerate(zip(images, seeds, strict=True))
+        ]  # fmt: skip
 
     def _metadata(
         self, params: RenderParams, width: int, height: int, guidance: torch.Tensor | None
