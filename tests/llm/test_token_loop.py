@@ -166,6 +166,14 @@ def test_jump_forward_appends_several_forced_tokens_per_pass(
     assert plain.stats.tokens <= plain.stats.forward_passes  # the stop token is not counted
 
 
+def test_the_end_event_reports_drafts_and_forced_tokens(tiny: Tiny) -> None:
+    run = generate(tiny, OutputMode.JSON, lookup=8, ngram=1, jump=True)
+    end = run.events[-1]
+    assert isinstance(end, GenerationEnd)
+    assert (end.draft_tokens, end.accepted_draft_tokens) == (run.stats.drafted, run.stats.accepted)
+    assert end.forced_tokens == run.stats.forced > 0
+
+
 def test_max_tokens_holds_with_drafts_and_jumps(tiny: Tiny) -> None:
     run = generate(tiny, OutputMode.JSON, lookup=8, ngram=1, jump=True, max_tokens=20)
     end = run.events[-1]

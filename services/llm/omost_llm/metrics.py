@@ -60,6 +60,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.draft_tokens = Counter(
+            "omost_llm_draft_tokens",
+            "Prompt-lookup draft tokens verified by the in-process backend, by result "
+            "(accepted, rejected).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.forced_tokens = Counter(
+            "omost_llm_forced_tokens",
+            "Tokens the in-process backend appended by jump-forward (forced by the grammar).",
+            registry=self.registry,
+        )
+
         self.key_requests = Counter(
             "omost_llm_key_requests",
             "Requests per API key name, by outcome (allowed, rate_limited).",

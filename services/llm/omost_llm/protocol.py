@@ -84,11 +84,17 @@ class GenerationEnd:
         finish_reason: ``stop`` when the model finished, ``length`` when it ran out of tokens.
         prompt_tokens: Tokens of the prompt.
         completion_tokens: Tokens generated.
+        draft_tokens: Prompt-lookup draft tokens verified (in-process backend).
+        accepted_draft_tokens: Of those, the tokens accepted.
+        forced_tokens: Tokens appended by jump-forward (in-process backend).
     """
 
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    draft_tokens: int = 0
+    accepted_draft_tokens: int = 0
+    forced_tokens: int = 0
 
 
 GenerationEvent = TextDelta | GenerationEnd

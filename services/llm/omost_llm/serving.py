@@ -372,6 +372,12 @@ class Composer:
         if attempt.end is not None:
             self.metrics.tokens.labels("prompt").inc(attempt.end.prompt_tokens)
             self.metrics.tokens.labels("completion").inc(attempt.end.completion_tokens)
+            end = attempt.end
+            self.metrics.draft_tokens.labels("accepted").inc(end.accepted_draft_tokens)
+            self.metrics.draft_tokens.labels("rejected").inc(
+                end.draft_tokens - end.accepted_draft_tokens
+            )
+            self.metrics.forced_tokens.inc(end.forced_tokens)
 
     def _check(self, attempt: _Attempt, budget: Budget, *, strict: bool) -> ParsedOutput:
         if attempt.end is None:

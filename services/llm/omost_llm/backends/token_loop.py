@@ -263,7 +263,15 @@ def run_loop(
         prefix.keep((prompt_ids + generated)[:cached], cache)
     if cancel.is_set():
         return
-    emit(GenerationEnd(finish, prompt_tokens=len(prompt_ids), completion_tokens=len(generated)))
+    end = GenerationEnd(
+        finish,
+        prompt_tokens=len(prompt_ids),
+        completion_tokens=len(generated),
+        draft_tokens=stats.drafted,
+        accepted_draft_tokens=stats.accepted,
+        forced_tokens=stats.forced,
+    )
+    emit(end)
 
 
 def _verify(
