@@ -40,8 +40,12 @@ RENDER_RECORD_FIELD = "render_record"
 
 
 def input_key(data: bytes, name: str) -> str:
-    """The storage key of an uploaded or computed input, named by the digest of its bytes."""
-    return f"{hashlib.sha256(data).hexdigest()[:32]}/input/{name}"
+    """The storage key of an uploaded or computed input, named by the digest of its bytes.
+
+    The file sits directly in its folder, so writing it again (the same input sent again)
+    refreshes the folder's age, which is what the file store's cleanup goes by.
+    """
+    return f"{hashlib.sha256(data).hexdigest()[:32]}/{name}"
 
 
 async def _put(store: ResultStore, key: str, data: bytes) -> None:
