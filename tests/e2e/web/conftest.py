@@ -76,6 +76,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "OMOST_RENDERER_RESULTS_DIR": str(folder / "results"),
             "OMOST_RENDERER_DEVICE": "cpu",
             "OMOST_RENDERER_DTYPE": "float32",
+            # One environment for the API and the worker, as compose and Kubernetes give them:
+            # a job without `model` submitted before the worker is up goes to the model's stream.
+            "OMOST_RENDERER_MODEL": "tiny",
         }
         llm_urls = {
             "real": f"http://127.0.0.1:{llm_port}",
@@ -103,7 +106,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {
                 **common,
                 "OMOST_REDIS_URL": redis_url,
-                "OMOST_RENDERER_MODEL": "tiny",
                 "OMOST_RENDERER_PREVIEW_EVERY": "1",
             },
         )

@@ -13,6 +13,7 @@ from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from omost_renderer.edits import render_record_key
 from omost_renderer.storage import ResultStore, S3ResultStore, build_store, image_key
 from omost_renderer.worker import Worker
 from PIL import Image
@@ -216,7 +217,8 @@ def test_worker_and_api_serve_results_from_s3(
     finally:
         thread.stop()
         redis.close()
-    assert _keys(s3_client) == [image_key(job_id, 1, 0)]
+    # The image and the render record an edit of it needs, under the job's attempt.
+    assert _keys(s3_client) == sorted([image_key(job_id, 1, 0), render_record_key(job_id, 1)])
     assert not results_dir.exists()  # nothing went to the file store
 
 

@@ -17,7 +17,7 @@ from omost_schema import ErrorResponse
 from omost_schema.api_keys import OPEN_WARNING, service_keys
 from omost_schema.asgi_limits import BodySizeLimit
 from omost_schema.rate_limits import RateLimitHeaders
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -166,18 +166,29 @@ def _drop_default_422(document: dict[str, Any]) -> None:
         schemas.pop(name, None)
 
 
+#: Redis connections of one API process: requests in flight at once, plus the webhook delivery.
+REDIS_POOL_SIZE = 256
+#: How long a request waits for a free Redis connection before it answers 503.
+REDIS_POOL_WAIT_S = 5.0
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the API application; clients are opened by its lifespan, not here."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis = Redis.from_url(
+        # A blocking pool: past its size a request waits for a free connection (then gets 503)
+        # instead of failing at once, as redis-py's default pool of 100 does under a burst.
+        pool = BlockingConnectionPool.from_url(
             settings.redis_url,
             decode_responses=True,
+            max_connections=REDIS_POOL_SIZE,
+            timeout=REDIS_POOL_WAIT_S,
             socket_connect_timeout=2.0,
             socket_timeout=10.0,
             health_check_interval=30,
         )
+        redis = Redis(connection_pool=pool)
         try:
             await ensure_group(redis)
             await ensure_webhook_group(redis)
@@ -217,6 +228,7 @@ def create_app(settings: Settings) -> FastAPI:
             await hooks_http.aclose()
             await http.aclose()
             await redis.aclose()
+            await pool.disconnect()
 
     keys = service_keys(
         settings.api_keys.get_secret_value(),
@@ -236,7 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.keys = keys
     _install_error_handlers(app, settings)
     app.include_router(health_router)
-    # The served models are no secret, like /ready: listed without an API key.
+    # The served models, like every /v1 route, need a key when keys are configured.
     app.include_router(models_router, dependencies=keyed)
     app.include_router(renders_router, dependencies=keyed)
     app.include_router(images_router, dependencies=keyed)
