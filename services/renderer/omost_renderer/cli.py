@@ -40,12 +40,21 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
     import torch
 
     from omost_renderer.loading import load_renderer
+    from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
+    from omost_renderer.pipelines.joint_mask import ImageAttention
 
+    schedule = RegionalSchedule(
+        regional_steps=settings.regional_steps,
+        regional_blocks=settings.regional_blocks,
+        base_ratio=settings.base_ratio,
+        image_attention=ImageAttention(settings.image_attention),
+    )
     return load_renderer(
         settings.model,
         settings.device,
         getattr(torch, settings.dtype),
         single_file_config=settings.single_file_config,
+        schedule=schedule,
     )
 
 

@@ -41,6 +41,28 @@ class Settings(BaseSettings):
         description="Served model that renders a job sent without `model`; when unset, the only"
         " model a live worker serves (several served: `model` is required).",
     )
+    regional_steps: int = Field(
+        default=10,
+        ge=0,
+        le=100,
+        description="FLUX: the regional mask applies in the first this many steps of each pass.",
+    )
+    regional_blocks: int = Field(
+        default=1,
+        ge=1,
+        description="FLUX: the regional mask applies at every this-many-th block (2: alternate).",
+    )
+    base_ratio: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="FLUX: share of an unmasked pass blended in at masked blocks (0: none runs).",
+    )
+    image_attention: Literal["free", "restricted"] = Field(
+        default="free",
+        description="FLUX: image-to-image attention under the mask, free or restricted to shared"
+        " regions.",
+    )
     single_file_config: str | None = Field(
         default=None,
         description="For a .safetensors `model`: hub id or local diffusers folder with its configs"

@@ -20,7 +20,7 @@ import torch
 from omost_renderer.encoding import TextEncoders
 from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.families import Family, detect_family
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 
 TINY = "tiny"
 TINY_FLUX = "tiny-flux"
@@ -116,7 +116,11 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None) -> dic
 
 
 def _load_flux(
-    model: str, device: str, dtype: torch.dtype, single_file_config: str | None
+    model: str,
+    device: str,
+    dtype: torch.dtype,
+    single_file_config: str | None,
+    schedule: RegionalSchedule | None,
 ) -> OmostFluxPipeline:
     from omost_renderer.pipelines.flux.loading import flux_from_components, load_flux_components
 
@@ -128,7 +132,7 @@ def _load_flux(
         components = load_flux_components(model, dtype, single_file_config)
     upcast = bool(getattr(components["vae"].config, "force_upcast", True))
     return flux_from_components(
-        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model
+        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model, schedule
     )
 
 
@@ -138,6 +142,7 @@ def load_renderer(
     dtype: torch.dtype | None = None,
     *,
     single_file_config: str | None = None,
+    schedule: RegionalSchedule | None = None,
 ) -> OmostSDXLPipeline | OmostFluxPipeline:
     """Load the Omost renderer of the model's family (SDXL or FLUX.1).
 
@@ -149,6 +154,7 @@ def load_renderer(
         dtype: UNet and text encoder precision; default fp16 on CUDA, float32 on CPU.
         single_file_config: For a ``.safetensors`` file: a hub id or local diffusers folder whose
             configs and tokenizers describe it (needed offline); default inferred from the file.
+        schedule: Where a FLUX model's regional mask applies (default: ``RegionalSchedule()``).
 
     Returns:
         A ``CanvasRenderer``.
@@ -156,7 +162,7 @@ def load_renderer(
     device = device or default_device()
     dtype = dtype or default_dtype(device)
     if detect_family(model, single_file_config) is Family.FLUX:
-        return _load_flux(model, device, dtype, single_file_config)
+        return _load_flux(model, device, dtype, single_file_config, schedule)
     if model == TINY:
         from omost_renderer.tiny import tiny_components
 

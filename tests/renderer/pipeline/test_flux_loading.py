@@ -12,8 +12,9 @@ from omost_renderer.config import Settings
 from omost_renderer.loading import load_renderer
 from omost_renderer.pipelines.families import Family, UnknownFamilyError, detect_family
 from omost_renderer.pipelines.flow_match import FLUX_DEV_SCHEDULER
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 from omost_renderer.pipelines.flux.tiny import tiny_flux_components
+from omost_renderer.pipelines.joint_mask import ImageAttention
 from omost_renderer.rendering import RenderParams
 from omost_schema import Canvas
 from safetensors.torch import save_file
@@ -29,6 +30,20 @@ def test_tiny_names_pick_their_family() -> None:
 def test_load_tiny_flux_through_the_settings(dragon_canvas: Canvas) -> None:
     renderer = build_renderer(Settings(model="tiny-flux", device="cpu", dtype="float32"))
     assert isinstance(renderer, OmostFluxPipeline)
+    assert renderer.schedule == RegionalSchedule()
+    tuned = build_renderer(
+        Settings(
+            model="tiny-flux",
+            device="cpu",
+            dtype="float32",
+            regional_steps=3,
+            regional_blocks=2,
+            base_ratio=0.0,
+            image_attention="restricted",
+        )
+    )
+    assert isinstance(tuned, OmostFluxPipeline)
+    assert tuned.schedule == RegionalSchedule(3, 2, 0.0, ImageAttention.RESTRICTED)
     image = renderer.render(dragon_canvas, PARAMS)[0]
     assert image.metadata["model"] == "tiny-flux"
     assert image.image.size == (64, 64)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 
 
 def _components(model: str, dtype: torch.dtype, transformer: Any | None = None) -> dict[str, Any]:
@@ -79,7 +79,12 @@ def load_flux_components(
 
 
 def flux_from_components(
-    components: dict[str, Any], device: str, dtype: torch.dtype, vae_dtype: torch.dtype, name: str
+    components: dict[str, Any],
+    device: str,
+    dtype: torch.dtype,
+    vae_dtype: torch.dtype,
+    name: str,
+    schedule: RegionalSchedule | None = None,
 ) -> OmostFluxPipeline:
     """Move loaded components to ``device`` and build the pipeline named ``name``."""
     components["transformer"].to(device=device, dtype=dtype).eval()
@@ -87,4 +92,4 @@ def flux_from_components(
     encoders: FluxTextEncoders = components["encoders"]
     for module in (encoders.text_encoder, encoders.text_encoder_2):
         module.to(device=device, dtype=dtype).eval()
-    return OmostFluxPipeline(**components, model_name=name)
+    return OmostFluxPipeline(**components, model_name=name, schedule=schedule)
