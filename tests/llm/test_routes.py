@@ -396,3 +396,12 @@ def test_the_int64_bounds_are_accepted_seeds(
 ) -> None:
     client.chat.completions.create(model="test-model", messages=USER, seed=seed)  # type: ignore[arg-type]
     assert fake.requests[0].sampling.seed == seed
+
+
+def test_a_route_asked_with_another_method_answers_405_with_allow(service: str) -> None:
+    answer = httpx.delete(f"{service}/v1/chat/completions", timeout=10)
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "method_not_allowed"

@@ -54,6 +54,14 @@ class BadRequestError(LLMServiceError):
     default_code = "bad_request"
 
 
+class MethodNotAllowedError(LLMServiceError):
+    """The route exists but not for this HTTP method (405, with ``Allow``)."""
+
+    status_code = 405
+    error_type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
 class ContextLengthExceededError(BadRequestError):
     """Even shortened, the conversation leaves no room for an answer in the context (400)."""
 

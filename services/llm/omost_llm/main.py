@@ -22,6 +22,7 @@ from omost_llm.errors import (
     BadRequestError,
     InternalError,
     LLMServiceError,
+    MethodNotAllowedError,
     ModelNotFoundError,
     RequestValidationError,
 )
@@ -58,7 +59,10 @@ def _http_error(exc: HTTPException) -> LLMServiceError:
     if exc.status_code == 404:
         return ModelNotFoundError(str(exc.detail))
     if exc.status_code == 405:
-        return BadRequestError(str(exc.detail), code="method_not_allowed")
+        error: LLMServiceError = MethodNotAllowedError(str(exc.detail))
+        # Starlette names the methods the route takes; the answer keeps them.
+        error.headers.update({k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"})
+        return error
     return BadRequestError(str(exc.detail))
 
 
