@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from omost_schema.geometry import Rect
+from omost_schema.repaint import repaint_mask
 from playwright.sync_api import Page
-from web_fake_llm import BATTLE
+from web_fake_llm import BATTLE, DRAGON
 from web_stack import Stack, open_page
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +128,34 @@ def test_after_an_edit_turn_render_the_changes_is_the_default(stack: Stack, page
     page.wait_for_selector("body[data-chat=idle][data-canvas=valid]")
     assert page.inner_text("#render") == "Render the changes"
     assert page.is_visible("#full-render")  # a full re-render stays one click away
+    # Before the click, the repaint area is tinted over the sketch: the server's mask (the
+    # dragon's box, dilated and feathered) read at every latent cell of the overlay.
+    assert page.is_visible("#repaint-area")
+    assert "repaints the tinted area" in page.inner_text("#repaint-note")
+    expected = repaint_mask([DRAGON.rect], 128, 64)
+    shown = page.eval_on_selector(
+        "#repaint-area",
+        """(c, [rows, cols]) => {
+          const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+          const out = [];
+          for (let r = 0; r < rows; r += 1) for (let k = 0; k < cols; k += 1) {
+            const x = Math.floor(((k + 0.5) * c.width) / cols);
+            const y = Math.floor(((r + 0.5) * c.height) / rows);
+            out.push(data[(y * c.width + x) * 4 + 3] / (0.55 * 255));
+          }
+          return out;
+        }""",
+        list(expected.shape),
+    )
+    assert shown == pytest.approx(expected.ravel().tolist(), abs=0.02)
+    # A changed size makes it a full render, said in words, with no area; back, the area returns.
+    set_params(page, width="64")
+    page.wait_for_selector("#repaint-area", state="hidden")
+    assert page.inner_text("#repaint-note") == (
+        "Render the changes will be a full render: the size changed from 128x64 to 64x64."
+    )
+    set_params(page, width="128")
+    page.wait_for_selector("#repaint-area", state="visible")
     with page.expect_request("**/v1/renders") as sent:
         page.click("#render")
     assert "render_id" in sent.value.post_data_json["edit_of"]
@@ -137,3 +167,24 @@ def test_after_an_edit_turn_render_the_changes_is_the_default(stack: Stack, page
     with page.expect_request("**/v1/renders") as full:
         page.click("#full-render")
     assert "edit_of" not in full.value.post_data_json
+
+
+def test_the_pages_repaint_area_is_the_servers_mask(stack: Stack, page: Page) -> None:
+    # At a size where the margin and the feather leave cells kept and half-repainted, the page's
+    # copy of the mask gives the server's values cell by cell.
+    open_page(page, stack.fake)
+    rects = [Rect(10, 40, 5, 30), Rect(60, 85, 50, 88)]
+    shown = page.evaluate(
+        """async ([rects, w, h]) => {
+          const { repaintMask } = await import("/static/repaint.js");
+          const vocab = await (await fetch("/v1/schema/vocabulary")).json();
+          const mask = repaintMask(vocab, rects, w, h);
+          return [mask.rows, mask.cols, Array.from(mask.values)];
+        }""",
+        [[list(r) for r in rects], 1000, 600],
+    )
+    expected = repaint_mask(rects, 1000, 600)
+    assert 0.0 < expected.mean() < 1.0  # cells kept and cells repainted
+    assert ((expected > 0) & (expected < 1)).any()  # and cells in the feather
+    assert shown[:2] == list(expected.shape)
+    assert shown[2] == pytest.approx(expected.ravel().tolist(), abs=1e-6)

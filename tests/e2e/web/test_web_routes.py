@@ -38,6 +38,7 @@ def test_page_and_its_modules_are_served(client: TestClient) -> None:
         "scanner.js",
         "sketch.js",
         "diff.js",
+        "repaint.js",
         "editor.js",
         "render.js",
     ]:

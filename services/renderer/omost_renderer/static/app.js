@@ -15,6 +15,7 @@ import { addMessage, showAnswer, showError, showStreaming } from "./chat.js";
 import { diffCanvases, toCanvas, toView } from "./diff.js";
 import { renderRegionForm, showFieldErrors } from "./editor.js";
 import { RenderJob, addToGallery, applyParamSchema, readParams, wireRenderForm } from "./render.js";
+import { drawRepaintArea, planEdit, repaintMask } from "./repaint.js";
 import { extractCode, scanCanvas } from "./scanner.js";
 import { drawCanvas, localRect, sortedLocals } from "./sketch.js";
 
@@ -40,12 +41,12 @@ class App {
     this.abort = null;
     this.editTimer = null;
     this.editSeq = 0;
-    this.lastRender = null; // {id, canvas} of the latest finished render: what an edit keeps
+    this.lastRender = null; // {id, canvas, params} of the latest finished render: what an edit keeps
     this.job = new RenderJob(
       { box: $("job"), status: $("job-status"), progress: $("progress"), preview: $("step-preview"), cancel: $("cancel") },
       {
         onImages: (view, params) => {
-          this.lastRender = { id: view.id, canvas: JSON.stringify(params.canvas) };
+          this.lastRender = { id: view.id, canvas: JSON.stringify(params.canvas), params };
           addToGallery($("gallery"), view, params, (image, p) => this.open(image, p));
         },
         onQueued: (job) => this.showEditPlan(job.edit),
@@ -69,6 +70,8 @@ class App {
     const scale = PREVIEW_BOX / Math.max(w, h);
     $("preview").width = Math.round(w * scale);
     $("preview").height = Math.round(h * scale);
+    $("repaint-area").width = $("preview").width;
+    $("repaint-area").height = $("preview").height;
     this.redraw();
   }
 
@@ -340,6 +343,7 @@ class App {
     $("send").disabled = busy;
     $("stop").hidden = !busy;
     document.body.dataset.chat = busy ? "streaming" : "idle";
+    this.updateRenderButton();
   }
 
   reset() {
@@ -375,6 +379,31 @@ class App {
       : edit ? "Repaint only the changed regions; the rest of the last image stays" : "";
     $("full-render").hidden = !edit;
     $("full-render").disabled = $("render").disabled;
+    this.showRepaintArea(edit && this.valid && !this.abort);
+  }
+
+  /**
+   * Before the click, show what "Render the changes" will do: the area it repaints over the
+   * sketch, or in words why it will be a full render. This is the page's own copy of the
+   * server's rules; the server's plan and mask stay authoritative (the job box shows them).
+   */
+  showRepaintArea(show) {
+    const area = $("repaint-area");
+    const note = $("repaint-note");
+    area.hidden = true;
+    note.hidden = !show;
+    if (!show) return;
+    const params = readParams($("render-form"));
+    const base = this.lastRender;
+    const changes = diffCanvases(toView(JSON.parse(base.canvas)), this.view);
+    const plan = planEdit(this.vocab, changes, base.params, params);
+    if (plan.mode === "full") {
+      note.textContent = `Render the changes will be a full render: ${plan.reason}.`;
+      return;
+    }
+    drawRepaintArea(area, repaintMask(this.vocab, plan.rects, params.width, params.height));
+    area.hidden = false;
+    note.textContent = "Render the changes repaints the tinted area; the rest of the last image stays.";
   }
 
   /** Render the canvas: only its changes over the last render unless `full` (or nothing to keep). */
@@ -458,7 +487,9 @@ function wire(app) {
   wireRenderForm(form);
   form.addEventListener("input", (event) => {
     if (event.target.name === "width" || event.target.name === "height") app.resizePreview();
+    app.updateRenderButton(); // the size, hires and mask mode decide whether an edit renders in full
   });
+  form.addEventListener("change", () => app.updateRenderButton());
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     app.render();
