@@ -18,8 +18,10 @@ const TINT_ALPHA = 0.55;
  * How an edit of the last render would be drawn: in full (with the server's reason) or by
  * repainting the old and new boxes of the changed local regions.
  *
+ * @param {object} vocab The vocabulary from the server (the boxes of the names).
  * @param {object[]} changes `diffCanvases(lastRenderCanvas, canvas)` (page shape).
- * @param {object} before The last render's parameters; `after` the ones the edit would send.
+ * @param {object} before The last render's parameters.
+ * @param {object} after The parameters the edit would send.
  * @returns {{mode: "full", reason: string} | {mode: "region", rects: number[][]}}
  */
 export function planEdit(vocab, changes, before, after) {
