@@ -18,8 +18,7 @@ from omost_llm.main import create_app as create_llm_app
 from omost_renderer.api import create_app as create_renderer_app
 from redis import Redis
 from renderer.service.service_support import RedisServer, make_settings
-
-from .servers import serve
+from renderer.service.threaded_server import serve
 
 LLM_MODEL = "test-model"
 

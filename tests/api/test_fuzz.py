@@ -29,6 +29,7 @@ from omost_renderer.worker import Worker
 from redis import Redis
 from renderer.service.fake_renderer import FakeRenderer
 from renderer.service.service_support import RedisServer, WorkerThread, make_settings
+from renderer.service.threaded_server import serve
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -40,7 +41,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from .conftest import LLM_MODEL
-from .servers import serve
 from .test_openapi import llm_document, renderer_document
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

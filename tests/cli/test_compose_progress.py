@@ -11,8 +11,8 @@ from omost_llm.config import OutputMode, Settings
 from omost_llm.main import create_app
 from omost_schema import Canvas
 
-from tests.llm.conftest import serve_app
 from tests.llm.fakes import FakeBackend, fenced, make_canvas
+from tests.renderer.service.threaded_server import serve as serve_app
 
 
 @pytest.mark.parametrize("output", [OutputMode.CODE, OutputMode.JSON])

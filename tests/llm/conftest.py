@@ -1,45 +1,18 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from omost_llm.config import Settings
+from renderer.service.threaded_server import free_port as free_port
+from renderer.service.threaded_server import serve
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serve_app(app: FastAPI, start_timeout_s: float = 60) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on a free port; yield its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout_s
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+# The LLM tests import ``serve_app`` and ``free_port`` from here (``from .conftest import ...``).
+serve_app = serve
 
 
 @pytest.fixture(autouse=True)

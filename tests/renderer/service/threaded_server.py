@@ -1,4 +1,9 @@
-"""Both services on real uvicorn servers in test threads: the renderer API and the LLM service."""
+"""An ASGI app on a real uvicorn server in a test thread, on a free port.
+
+Shared by the renderer service tests (imported as ``threaded_server``, their folder is on
+``sys.path``) and by the API and LLM tests (imported as ``renderer.service.threaded_server``,
+``tests/`` is on ``sys.path`` for those packages), so it imports nothing else of the tests.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import uvicorn
 
 
 def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -21,7 +27,18 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: Any, start_timeout_s: float = 60) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on a free port; yield its base URL."""
+    """Run ``app`` with uvicorn in a thread on a free port; yield its base URL.
+
+    Args:
+        app: The ASGI application to serve (its lifespan runs).
+        start_timeout_s: How long to wait for the server to start.
+
+    Yields:
+        The server's base URL, ``http://127.0.0.1:<port>``.
+
+    Raises:
+        RuntimeError: The server did not start in time, or its thread died.
+    """
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
