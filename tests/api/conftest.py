@@ -6,8 +6,7 @@ backend of the LLM tests, so the API layer is exercised without a model.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -16,31 +15,16 @@ from llm.fakes import FakeBackend
 from omost_llm.config import Settings as LlmSettings
 from omost_llm.main import create_app as create_llm_app
 from omost_renderer.api import create_app as create_renderer_app
-from redis import Redis
-from renderer.service.service_support import RedisServer, make_settings
+from renderer.service.service_support import make_settings
+
+# Fixtures: imported so that pytest finds them in this conftest.
+from renderer.service.service_support import redis_server as redis_server
+from renderer.service.service_support import redis_url as redis_url
 from renderer.service.threaded_server import serve
 
 LLM_MODEL = "test-model"
 
 Server = Callable[..., AbstractContextManager[str]]
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    client = Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,30 +9,16 @@ from omost_renderer.config import Settings
 from omost_renderer.storage import FileResultStore
 from omost_renderer.worker import Worker
 from redis import Redis
-from service_support import RedisServer, WorkerThread, make_settings
+from service_support import WorkerThread, make_settings
+
+# Fixtures: imported so that pytest finds them in this conftest.
+from service_support import redis_server as redis_server
+from service_support import redis_url as redis_url
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    client = Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    return redis_server.url
 
 
 @pytest.fixture

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from omost_renderer.config import Settings
 from omost_renderer.worker import Worker
 from redis import Redis
@@ -64,6 +66,28 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+# The two fixtures below are imported by the conftest of each test folder that needs redis, so that
+# each folder gets its own session-wide redis-server, as a fixture defined in its conftest would.
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Start one redis-server for the test session; skip where none is installed."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """Return the URL of the session's redis-server, emptied for this test."""
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
 
 
 def make_settings(redis_url: str, results_dir: Path, **overrides: object) -> Settings:
