@@ -46,8 +46,8 @@ def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     return x.reshape(*x.shape[:-1], -1, head_dim)
 
 
-class RegionalFluxAttnProcessor:
-    """``FluxAttnProcessor`` with an optional regional mask and base-pass blend.
+class RegionalProcessorBase:
+    """What the regional FLUX processors share: the block index, the dispatch, the mask and blend.
 
     Args:
         block: Index of the block this processor serves (double-stream blocks first).
@@ -59,6 +59,48 @@ class RegionalFluxAttnProcessor:
 
     def __init__(self, block: int) -> None:
         self.block = block
+
+    def _attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any
+    ) -> torch.Tensor:
+        out = dispatch_attention_fn(
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )
+        return out.flatten(2, 3).to(query.dtype)
+
+    def _regional_attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        regional_mask: RegionalMask | None,
+    ) -> torch.Tensor:
+        # Unmasked (diffusers' own computation) unless this call's schedule masks this block.
+        if regional_mask is None or not regional_mask.applies(self.block):
+            return self._attend(query, key, value, attention_mask)
+        out = self._attend(query, key, value, regional_mask.bias)
+        if regional_mask.base_ratio > 0:
+            # InstantX's blend: the image tokens mix in an unmasked pass; text stays masked.
+            base = self._attend(query, key, value, None)
+            t = regional_mask.text_length
+            ratio = regional_mask.base_ratio
+            image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
+            out = torch.cat([out[:, :t], image], dim=1)
+        return out
+
+
+class RegionalFluxAttnProcessor(RegionalProcessorBase):
+    """``FluxAttnProcessor`` with an optional regional mask and base-pass blend.
+
+    Args:
+        block: Index of the block this processor serves (double-stream blocks first).
+    """
 
     def _qkv(
         self,
@@ -82,19 +124,6 @@ class RegionalFluxAttnProcessor:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         return query, key, value
-
-    def _attend(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any
-    ) -> torch.Tensor:
-        out = dispatch_attention_fn(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            backend=self._attention_backend,
-            parallel_config=self._parallel_config,
-        )
-        return out.flatten(2, 3).to(query.dtype)
 
     def __call__(
         self,
@@ -120,17 +149,7 @@ class RegionalFluxAttnProcessor:
             joint output for single-stream ones.
         """
         query, key, value = self._qkv(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
-        if regional_mask is None or not regional_mask.applies(self.block):
-            out = self._attend(query, key, value, attention_mask)
-        else:
-            out = self._attend(query, key, value, regional_mask.bias)
-            if regional_mask.base_ratio > 0:
-                # InstantX's blend: the image tokens mix in an unmasked pass; text stays masked.
-                base = self._attend(query, key, value, None)
-                t = regional_mask.text_length
-                ratio = regional_mask.base_ratio
-                image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
-                out = torch.cat([out[:, :t], image], dim=1)
+        out = self._regional_attend(query, key, value, attention_mask, regional_mask)
         if encoder_hidden_states is None:
             return out
         text, image = out.split_with_sizes(

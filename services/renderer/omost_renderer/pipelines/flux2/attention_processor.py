@@ -15,41 +15,21 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
-from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 
 from omost_renderer.pipelines.flux.attention_processor import (
     RegionalFluxAttnProcessor,
     RegionalMask,
+    RegionalProcessorBase,
 )
 
 
-class RegionalFlux2SingleAttnProcessor:
+class RegionalFlux2SingleAttnProcessor(RegionalProcessorBase):
     """``Flux2ParallelSelfAttnProcessor`` with an optional regional mask and base-pass blend.
 
     Args:
         block: Index of the block this processor serves (double-stream blocks first).
     """
-
-    # Read by diffusers' attention dispatch, as on its own processors.
-    _attention_backend: Any = None
-    _parallel_config: Any = None
-
-    def __init__(self, block: int) -> None:
-        self.block = block
-
-    def _attend(
-        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any
-    ) -> torch.Tensor:
-        out = dispatch_attention_fn(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            backend=self._attention_backend,
-            parallel_config=self._parallel_config,
-        )
-        return out.flatten(2, 3).to(query.dtype)
 
     def __call__(
         self,
@@ -85,15 +65,7 @@ class RegionalFlux2SingleAttnProcessor:
             # Typed as a pair by diffusers; with one tensor in, one tensor comes out.
             query = cast(torch.Tensor, apply_rotary_emb(query, image_rotary_emb, sequence_dim=1))
             key = cast(torch.Tensor, apply_rotary_emb(key, image_rotary_emb, sequence_dim=1))
-        if regional_mask is None or not regional_mask.applies(self.block):
-            out = self._attend(query, key, value, attention_mask)
-        else:
-            out = self._attend(query, key, value, regional_mask.bias)
-            if regional_mask.base_ratio > 0:
-                base = self._attend(query, key, value, None)
-                t, ratio = regional_mask.text_length, regional_mask.base_ratio
-                image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
-                out = torch.cat([out[:, :t], image], dim=1)
+        out = self._regional_attend(query, key, value, attention_mask, regional_mask)
         return attn.to_out(torch.cat([out, attn.mlp_act_fn(mlp)], dim=-1))  # type: ignore[no-any-return]
 
 
