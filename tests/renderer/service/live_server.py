@@ -9,12 +9,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from threaded_server import serve
+from threaded_server import serve, serve_handler
 
 
 @contextmanager
@@ -53,15 +53,9 @@ def hanging_llm() -> Iterator[HangingLLM]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    seen.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as url:
+        seen.url = url
         yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def post_and_hold(

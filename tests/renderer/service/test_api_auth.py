@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import openai
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
 from service_support import WorkerThread, make_settings
+from threaded_server import serve_handler
 
 pytestmark = pytest.mark.redis
 
@@ -173,15 +173,9 @@ def recording_llm() -> Iterator[RecordingLLM]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    llm.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as url:
+        llm.url = url
         yield llm
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_the_renderer_sends_its_own_llm_key_never_the_callers(

@@ -1,4 +1,4 @@
-"""An ASGI app on a real uvicorn server in a test thread, on a free port.
+"""Real servers in test threads on free ports: an ASGI app on uvicorn, or a stdlib HTTP handler.
 
 Shared by the renderer service tests (imported as ``threaded_server``, their folder is on
 ``sys.path``) and by the API and LLM tests (imported as ``renderer.service.threaded_server``,
@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
@@ -54,3 +55,23 @@ def serve(app: Any, start_timeout_s: float = 60) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a threading HTTP server in a thread on a free port; yield its URL.
+
+    Args:
+        handler: The request handler class (a fake upstream's whole behaviour).
+
+    Yields:
+        The server's base URL, ``http://127.0.0.1:<port>``.
+    """
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
