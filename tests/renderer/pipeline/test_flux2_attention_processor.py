@@ -10,16 +10,7 @@ from omost_renderer.pipelines.flux.attention_processor import RegionalMask
 from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
 from omost_renderer.pipelines.flux2.tiny import TEXT_WIDTH, tiny_flux2_transformer
 from omost_renderer.pipelines.joint_mask import image_token_masks, joint_bias
-
-ROWS = COLS = 4
-TOKEN_REGION = torch.tensor([0, 0, 0, 1, 1, 1])
-
-
-def _masks() -> torch.Tensor:
-    masks = torch.zeros(2, 90, 90)
-    masks[0] = 1
-    masks[1, :, :45] = 1
-    return masks
+from two_regions import COLS, ROWS, TOKEN_REGION, region_masks
 
 
 def _ids(rows: int, cols: int, text: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,7 +66,7 @@ def test_a_region_text_reaches_only_the_image_tokens_of_its_box_at_a_masked_bloc
     torch.manual_seed(0)
     model = tiny_flux2_transformer().eval()
     install_regional_flux2_processors(model)
-    bias = joint_bias(TOKEN_REGION, _masks(), ROWS, COLS)
+    bias = joint_bias(TOKEN_REGION, region_masks(), ROWS, COLS)
     assert bias is not None
     embedded = model.context_embedder(text)
     moved = embedded.clone()
@@ -92,7 +83,7 @@ def test_a_region_text_reaches_only_the_image_tokens_of_its_box_at_a_masked_bloc
             return attn(joint, image_rotary_emb=rotary, regional_mask=mask)[0, 6:]
 
     mask = RegionalMask(bias, text_length=6)
-    inside = image_token_masks(_masks(), ROWS, COLS)[1]
+    inside = image_token_masks(region_masks(), ROWS, COLS)[1]
     out, out_2 = image_out(embedded, mask), image_out(moved, mask)
     assert torch.equal(out[~inside], out_2[~inside])
     assert not torch.allclose(out[inside], out_2[inside])

@@ -13,18 +13,9 @@ from omost_renderer.pipelines.flux.attention_processor import (
 from omost_renderer.pipelines.flux.tiny import tiny_transformer
 from omost_renderer.pipelines.joint_mask import image_token_masks, joint_bias
 from omost_renderer.pipelines.packed_latents import image_ids
+from two_regions import COLS, ROWS, TOKEN_REGION, region_masks
 
-ROWS = COLS = 4
-TEXT = 6
-#: Text tokens 0-2 are the global region's, 3-5 the local one's (the left half).
-TOKEN_REGION = torch.tensor([0, 0, 0, 1, 1, 1])
-
-
-def _masks() -> torch.Tensor:
-    masks = torch.zeros(2, 90, 90)
-    masks[0] = 1
-    masks[1, :, :45] = 1
-    return masks
+TEXT = len(TOKEN_REGION)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def _inputs(transformer: Any) -> dict[str, Any]:
 
 
 def _mask(base_ratio: float = 0.0, every: int = 1) -> RegionalMask:
-    bias = joint_bias(TOKEN_REGION, _masks(), ROWS, COLS)
+    bias = joint_bias(TOKEN_REGION, region_masks(), ROWS, COLS)
     assert bias is not None
     return RegionalMask(bias, TEXT, every, base_ratio)
 
@@ -76,7 +67,7 @@ def _perturbed(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _outside_inside() -> tuple[torch.Tensor, torch.Tensor]:
-    inside = image_token_masks(_masks(), ROWS, COLS)[1]
+    inside = image_token_masks(region_masks(), ROWS, COLS)[1]
     return ~inside, inside
 
 
