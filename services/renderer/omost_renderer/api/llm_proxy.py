@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from omost_schema import ErrorResponse
 
 from omost_renderer.api.disconnect import unless_disconnected
-from omost_renderer.errors import ClientClosedError, InvalidRequestError, UpstreamError
+from omost_renderer.errors import ClientClosedError, UpstreamError
 
 #: The LLM service's routes the page may use, with their methods.
 _FORWARDED: dict[str, str] = {
@@ -32,8 +32,6 @@ _FORWARDED: dict[str, str] = {
 _ANSWER_HEADERS = ("content-type", "cache-control", "retry-after", "x-request-id")
 # The LLM service's own limit headers describe the renderer's key, not the caller's: dropped.
 _CONNECT_TIMEOUT_S = 5.0
-# A chat request is a conversation of canvases (a few KiB each); this bounds what is buffered here.
-_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class LLMProxy:
@@ -56,12 +54,13 @@ class LLMProxy:
     async def forward(self, request: Request, path: str) -> StreamingResponse:
         """Send ``request`` to ``path`` on the LLM service and stream the answer back.
 
+        The body is buffered whole; the API's body limit (``max_request_bytes``) bounds it.
+
         Raises:
-            InvalidRequestError: If the request body is larger than the proxy buffers.
             UpstreamError: If the LLM service cannot be reached.
             ClientClosedError: If the client left before the LLM service answered.
         """
-        body = await _read_body(request)
+        body = await request.body()
         headers = {**self._headers, "accept": request.headers.get("accept", "*/*")}
         if "content-type" in request.headers:
             headers["content-type"] = request.headers["content-type"]
@@ -87,18 +86,6 @@ class LLMProxy:
             status_code=upstream.status_code,
             headers=answer_headers,
         )
-
-
-async def _read_body(request: Request) -> bytes:
-    """Read the request body, refusing one larger than the proxy buffers."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_BODY_BYTES:
-            raise InvalidRequestError(
-                f"request body is larger than {_MAX_BODY_BYTES} bytes", code="body_too_large"
-            )
-    return bytes(body)
 
 
 async def _relay(upstream: httpx.Response, client: httpx.AsyncClient) -> AsyncIterator[bytes]:
