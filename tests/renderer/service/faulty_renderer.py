@@ -1,4 +1,6 @@
-"""Renderers that fail the way GPUs do, for the fault tests; loaded by worker subprocesses.
+"""Renderers that fail the way GPUs do, or stall on cue, for the fault tests.
+
+The faulty ones are loaded by worker subprocesses:
 
 ``OMOST_RENDERER_FACTORY=faulty_renderer:<factory>`` with this folder on ``PYTHONPATH``. Each one
 fails only on canvases whose description contains its trigger word and draws the others like the
@@ -44,6 +46,33 @@ class FaultyRenderer(FakeRenderer):
         if self.error is not None:
             raise self.error
         return super().render(canvas, params, on_step)
+
+
+class HeldRenderer(FakeRenderer):
+    """Stops after step ``hold_at`` until released; records what its step callback raised."""
+
+    def __init__(self, hold_at: int) -> None:
+        super().__init__()
+        self.hold_at = hold_at
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.refused = threading.Event()
+
+    def render(
+        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
+    ) -> list[RenderedImage]:
+        def held(step: int, total: int, preview: object) -> None:
+            assert on_step is not None
+            if step == self.hold_at + 1 and not self.holding.is_set():
+                self.holding.set()
+                assert self.release.wait(60)
+            try:
+                on_step(step, total, preview)  # type: ignore[arg-type]
+            except Exception:
+                self.refused.set()
+                raise
+
+        return super().render(canvas, params, held)
 
 
 def build_poisoned() -> FaultyRenderer:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from fake_renderer import FakeRenderer, canvas_json
+from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
+from faulty_renderer import HeldRenderer
 from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.worker_queue import WorkerQueue, ensure_group
-from omost_schema import Canvas
 from redis import Redis
 from service_support import WorkerThread, make_settings, wait_for
 
@@ -29,28 +27,6 @@ def body(**params: object) -> dict[str, object]:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
-
-
-class HeldRenderer(FakeRenderer):
-    """Draws like ``FakeRenderer`` but stops after step ``hold_at`` until ``release`` is set."""
-
-    def __init__(self, hold_at: int) -> None:
-        super().__init__()
-        self.hold_at = hold_at
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    def render(
-        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
-    ) -> list[RenderedImage]:
-        def held(step: int, total: int, preview: object) -> None:
-            assert on_step is not None
-            on_step(step, total, preview)  # type: ignore[arg-type]
-            if step == self.hold_at:
-                self.holding.set()
-                assert self.release.wait(60)
-
-        return super().render(canvas, params, held)
 
 
 def test_previews_are_transient_and_never_kept_with_the_job(

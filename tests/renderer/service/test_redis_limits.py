@@ -11,12 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_renderer import FakeRenderer, canvas_json
+from fake_renderer import canvas_json
+from faulty_renderer import HeldRenderer
 from live_server import serve_api
 from omost_renderer import constants
 from omost_renderer.jobs import JobRequest
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
-from omost_schema import Canvas
 from redis import Redis
 from service_support import RedisServer, WorkerThread, make_settings, wait_for
 
@@ -103,33 +102,6 @@ def test_full_redis_answers_503_with_retry_after_and_keeps_every_accepted_job(
         redis.config_set("maxmemory", "0")
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.post("/v1/renders", json=body(10_000)).status_code == 202
-
-
-class HeldRenderer(FakeRenderer):
-    """Stops after step ``hold_at`` until released; records what its step callback raised."""
-
-    def __init__(self, hold_at: int) -> None:
-        super().__init__()
-        self.hold_at = hold_at
-        self.holding = threading.Event()
-        self.release = threading.Event()
-        self.refused = threading.Event()
-
-    def render(
-        self, canvas: Canvas, params: RenderParams, on_step: StepCallback | None = None
-    ) -> list[RenderedImage]:
-        def held(step: int, total: int, preview: object) -> None:
-            assert on_step is not None
-            if step == self.hold_at + 1 and not self.holding.is_set():
-                self.holding.set()
-                assert self.release.wait(60)
-            try:
-                on_step(step, total, preview)  # type: ignore[arg-type]
-            except Exception:
-                self.refused.set()
-                raise
-
-        return super().render(canvas, params, held)
 
 
 def test_full_redis_during_a_render_loses_no_job_and_keeps_the_worker(
