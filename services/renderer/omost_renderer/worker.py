@@ -470,7 +470,8 @@ def check_health(settings: Settings) -> bool:
     try:
         if settings.worker_name:
             return bool(redis.exists(constants.worker_health_key(settings.worker_name)))
-        return any(True for _ in redis.scan_iter(match=f"{constants.WORKER_HEALTH_KEY_PREFIX}*"))
+        # The workers set is scored by when each health key expires: no SCAN of the keyspace.
+        return bool(redis.zcount(constants.WORKERS_KEY, time.time(), "+inf"))
     except _REDIS_ERRORS:
         return False
     finally:
