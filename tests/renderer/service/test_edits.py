@@ -121,6 +121,7 @@ def test_changed_global_description_renders_in_full_and_says_why(
 def test_changed_size_renders_in_full(client: TestClient, tiny_worker: WorkerThread) -> None:
     base = _done(client, str(_render(client, canvas=_canvas())["id"]))
     job = _render(client, canvas=_canvas("blue"), width=64, edit_of={"render_id": base["id"]})
+    assert job["edit"]["mode"] == "full"  # type: ignore[index]
     assert job["edit"]["reason"] == f"the size changed from {SIZE}x{SIZE} to 64x{SIZE}"  # type: ignore[index]
 
 
@@ -182,7 +183,9 @@ def test_init_image_with_a_mask_repaints_only_the_white_part(
 
 def test_init_image_img2img_renders(client: TestClient, tiny_worker: WorkerThread) -> None:
     init = {"image": _data_url(_gradient(64)), "strength": 0.5}
-    _done(client, str(_render(client, canvas=_canvas(), init_image=init)["id"]))
+    job = _done(client, str(_render(client, canvas=_canvas(), init_image=init)["id"]))
+    # The 64 px init image is drawn at the render's size.
+    assert _pixels(client, str(job["id"])).shape == (SIZE, SIZE, 3)
 
 
 def _refused(client: TestClient, init: dict[str, object]) -> str:
