@@ -49,19 +49,25 @@ def tiny_unet() -> Any:
     )
 
 
-def tiny_vae() -> Any:
-    """A four-block VAE (downsampling 8x, like SDXL's) with few channels."""
-    return AutoencoderKL(  # type: ignore[no-untyped-call]
-        block_out_channels=(8, 8, 16, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=64,
-    )
+def tiny_vae(**overrides: Any) -> Any:
+    """A four-block VAE (downsampling 8x, like SDXL's) with few channels.
+
+    Args:
+        **overrides: ``AutoencoderKL`` config values to change (another family's latent
+            scaling, shift or quant convs).
+    """
+    config: dict[str, Any] = {
+        "block_out_channels": (8, 8, 16, 16),
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "latent_channels": 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "sample_size": 64,
+    }
+    return AutoencoderKL(**(config | overrides))  # type: ignore[no-untyped-call]
 
 
 def _text_config(width: int) -> CLIPTextConfig:

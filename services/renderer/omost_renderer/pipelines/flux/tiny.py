@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, FluxTransformer2DModel
+from diffusers import FluxTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from omost_renderer.clip_vocab import build_clip_tokenizer, find_bpe_file
@@ -20,7 +20,7 @@ from omost_renderer.pipelines.flow_match import FLUX_DEV_SCHEDULER
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.tiny_t5_tokenizer import TINY_T5_VOCAB, build_tiny_t5_tokenizer
-from omost_renderer.tiny import VOCAB_SIZE
+from omost_renderer.tiny import VOCAB_SIZE, tiny_vae
 
 TINY_FLUX = "tiny-flux"
 #: Widths of the tiny CLIP (pooled) and T5 (sequence) encoders.
@@ -51,16 +51,8 @@ def tiny_transformer(*, guidance: bool = True) -> Any:
 
 def tiny_flux_vae() -> Any:
     """A four-block VAE (8x, like FLUX's) with FLUX's scaling and shift factors."""
-    return AutoencoderKL(  # type: ignore[no-untyped-call]
-        block_out_channels=(8, 8, 16, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
+    return tiny_vae(
         latent_channels=LATENT_CHANNELS,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=64,
         scaling_factor=0.3611,
         shift_factor=0.1159,
         use_quant_conv=False,
