@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ INVALID_KEY_CODE = "invalid_api_key"
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 #: The 401 answer as an OpenAPI ``(status, description)`` for ``error_responses``.
 UNAUTHORIZED_DOC = (401, "The API key is missing or wrong (`Authorization: Bearer <key>`).")
+
+logger = logging.getLogger(__name__)
 
 
 class ApiKeySettingError(ValueError):
@@ -203,6 +206,8 @@ def unauthorized_body(code: str) -> ErrorResponse:
 def service_keys(spec: str, *, required: bool, setting: str) -> KeyRing:
     """Build a service's key ring at start-up, refusing to run open when keys are required.
 
+    Logs the outcome: a loud warning when the service runs open, else the key names.
+
     Args:
         spec: The key setting's value.
         required: The service's ``require_api_keys``.
@@ -217,10 +222,14 @@ def service_keys(spec: str, *, required: bool, setting: str) -> KeyRing:
             f"{setting} is empty but API keys are required (require_api_keys): set {setting}"
             " to name=key pairs or @/path/to/file"
         )
+    if keys.is_open:
+        logger.warning(_OPEN_WARNING, setting)
+    else:
+        logger.info("API keys required; %d key names: %s", len(keys.names), ", ".join(keys.names))
     return keys
 
 
-OPEN_WARNING = (
+_OPEN_WARNING = (
     "NO API KEYS ARE CONFIGURED: every request is let in without a key. Set %s to require"
     " `Authorization: Bearer <key>` (keep the service on 127.0.0.1 until you do)."
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from omost_schema.api_keys import (
     bearer_token,
     hash_key,
     parse_keys,
+    service_keys,
     unauthorized_body,
 )
 
@@ -66,6 +68,22 @@ def test_an_empty_setting_leaves_the_service_open() -> None:
     assert KeyRing.from_setting("").is_open
     assert KeyRing.from_setting(" , ").is_open
     assert not KeyRing.from_setting(f"alice={ALICE}").is_open
+
+
+def test_service_keys_warns_when_open_and_refuses_to_run_open_when_required(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="omost_schema.api_keys"):
+        assert service_keys("", required=False, setting="OMOST_X_API_KEYS").is_open
+        service_keys(f"alice={ALICE}", required=False, setting="OMOST_X_API_KEYS")
+    warning, info = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "NO API KEYS" in warning.getMessage()
+    assert "OMOST_X_API_KEYS" in warning.getMessage()
+    assert info.levelno == logging.INFO
+    assert "alice" in info.getMessage()
+    with pytest.raises(ApiKeySettingError, match="OMOST_X_API_KEYS is empty"):
+        service_keys("", required=True, setting="OMOST_X_API_KEYS")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError as FastAPIValidationError
 from fastapi.responses import JSONResponse
-from omost_schema.api_keys import OPEN_WARNING, service_keys
+from omost_schema.api_keys import service_keys
 from omost_schema.asgi_limits import BodySizeLimit
 from omost_schema.rate_limits import RateLimitHeaders
 from starlette.exceptions import HTTPException
@@ -30,8 +29,6 @@ from omost_llm.metrics import Metrics
 from omost_llm.protocol import Backend
 from omost_llm.routes import router
 from omost_llm.serving import Composer
-
-logger = logging.getLogger(__name__)
 
 _ROUTES = ("/v1/chat/completions", "/v1/canvases", "/v1/models", "/health", "/ready", "/metrics")
 
@@ -115,10 +112,6 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         required=settings.require_api_keys,
         setting="OMOST_LLM_API_KEYS",
     )
-    if keys.is_open:
-        logger.warning(OPEN_WARNING, "OMOST_LLM_API_KEYS")
-    else:
-        logger.info("API keys required; %d key names: %s", len(keys.names), ", ".join(keys.names))
     metrics_key = settings.metrics_api_key.get_secret_value() if settings.metrics_api_key else None
 
     @asynccontextmanager

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from omost_schema import ErrorResponse
-from omost_schema.api_keys import OPEN_WARNING, service_keys
+from omost_schema.api_keys import service_keys
 from omost_schema.asgi_limits import BodySizeLimit
 from omost_schema.rate_limits import RateLimitHeaders
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -235,10 +235,6 @@ def create_app(settings: Settings) -> FastAPI:
         required=settings.require_api_keys,
         setting="OMOST_RENDERER_API_KEYS",
     )
-    if keys.is_open:
-        logger.warning(OPEN_WARNING, "OMOST_RENDERER_API_KEYS")
-    else:
-        logger.info("API keys required; %d key names: %s", len(keys.names), ", ".join(keys.names))
     # The renderer's own key for the LLM service; a caller's key is never passed on.
     llm_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     llm_headers = {"authorization": f"Bearer {llm_key}"} if llm_key else {}
