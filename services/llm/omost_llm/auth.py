@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from omost_schema.api_keys import (
@@ -80,18 +80,7 @@ class KeyLimiter:
         Raises:
             KeyRateLimitError: The key used its requests of this minute.
         """
-        now = time.time() if now is None else now
-        rpm, tpm = self._limits(name)
-        window = self._window(name, now)
-        reset = _WINDOW_S - (now % _WINDOW_S)
-        if rpm and window.requests >= rpm:
-            raise _limited(
-                f"the API key {name!r} made {rpm} requests this minute, its limit",
-                reset,
-                self._states(window, rpm, tpm, reset),
-            )
-        window.requests += 1
-        return self._states(window, rpm, tpm, reset)
+        return self._count(name, "requests", 1, now)
 
     def charge_tokens(self, name: str, tokens: int, now: float | None = None) -> list[LimitState]:
         """Count ``tokens`` of ``name`` against its tokens a minute.
@@ -102,17 +91,25 @@ class KeyLimiter:
         Raises:
             KeyRateLimitError: The key used its tokens of this minute.
         """
+        return self._count(name, "tokens", tokens, now)
+
+    def _count(
+        self, name: str, kind: Literal["requests", "tokens"], amount: int, now: float | None
+    ) -> list[LimitState]:
+        """Add ``amount`` to ``name``'s ``kind`` this minute, refusing it when none is left."""
         now = time.time() if now is None else now
         rpm, tpm = self._limits(name)
         window = self._window(name, now)
         reset = _WINDOW_S - (now % _WINDOW_S)
-        if tpm and window.tokens >= tpm:
-            raise _limited(
-                f"the API key {name!r} used its {tpm} tokens of this minute",
-                reset,
-                self._states(window, rpm, tpm, reset),
+        limit = rpm if kind == "requests" else tpm
+        if limit and getattr(window, kind) >= limit:
+            message = (
+                f"the API key {name!r} made {rpm} requests this minute, its limit"
+                if kind == "requests"
+                else f"the API key {name!r} used its {tpm} tokens of this minute"
             )
-        window.tokens += tokens
+            raise _limited(message, reset, self._states(window, rpm, tpm, reset))
+        setattr(window, kind, getattr(window, kind) + amount)
         return self._states(window, rpm, tpm, reset)
 
     @staticmethod
