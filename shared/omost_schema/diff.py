@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from omost_schema.code_calls import GLOBAL_METHOD, LOCAL_METHOD, SIGNATURES
 from omost_schema.geometry import Rect
 
 if TYPE_CHECKING:
@@ -22,20 +23,9 @@ ChangeKind = Literal["added", "modified", "removed"]
 #: What about a local region changed: its box, its colour, its text, its distance to the viewer.
 Aspect = Literal["box", "color", "text", "distance"]
 
-GLOBAL_FIELDS = ("description", "detailed_descriptions", "tags", "HTML_web_color_name")
-LOCAL_FIELDS = (
-    "location",
-    "offset",
-    "area",
-    "distance_to_viewer",
-    "description",
-    "detailed_descriptions",
-    "tags",
-    "atmosphere",
-    "style",
-    "quality_meta",
-    "HTML_web_color_name",
-)
+# The fields compared are the arguments of Omost's two methods.
+GLOBAL_FIELDS = SIGNATURES[GLOBAL_METHOD]
+LOCAL_FIELDS = SIGNATURES[LOCAL_METHOD]
 _ASPECT_OF: dict[str, Aspect] = {
     "location": "box",
     "offset": "box",
