@@ -169,12 +169,12 @@ return {'created', entry}
 
 #: KEYS: stream, job, dead letters, events, metrics.
 #: ARGV: group, entry, consumer, now, ttl, job id.
-#: Returns {'run', attempt, enqueued_at} | {'skip', reason} | {'dead', attempts}.
+#: Returns {'run', attempt, enqueued_at, request} | {'skip', reason} | {'dead', attempts}.
 START = (
     _PRELUDE
     + """
 local job = redis.call('HMGET', KEYS[2], 'status', 'attempt', 'max_attempts', 'cancel', 'entry',
-  'enqueued_at')
+  'enqueued_at', 'request')
 local status = job[1]
 if not status then ack_del(KEYS[1], ARGV[1], ARGV[2]); return {'skip', 'missing'} end
 if job[5] ~= ARGV[2] then ack_del(KEYS[1], ARGV[1], ARGV[2]); return {'skip', 'stale'} end
@@ -211,7 +211,7 @@ redis.call('XADD', KEYS[4], """
     + _EVENTS_CAP
     + """, '*', 'type', 'status', 'data', cjson.encode({status = 'running', attempt = attempt}))
 hook(KEYS[2], 'started', cjson.encode({status = 'running', attempt = attempt}))
-return {'run', tostring(attempt), job[6] or ''}
+return {'run', tostring(attempt), job[6] or '', job[7] or '{}'}
 """
 )
 

@@ -151,9 +151,8 @@ class WorkerQueue:
         )
         if outcome[0] != "run":
             return None
-        request_json = str(self.redis.hget(key, "request") or "{}")
         enqueued_at = float(outcome[2]) if outcome[2] else time.time()
-        return StartedJob(claim, int(outcome[1]), enqueued_at, request_json)
+        return StartedJob(claim, int(outcome[1]), enqueued_at, str(outcome[3]))
 
     def progress(self, job: StartedJob, step: int, total: int, preview_b64: str | None) -> str:
         """Record progress; returns ``ok``, ``cancel`` (stop now) or ``fenced`` (not ours)."""
