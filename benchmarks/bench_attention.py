@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 from typing import Any
 
@@ -30,6 +29,8 @@ from omost_renderer.attention import (
     regional_attention,
     resize_masks,
 )
+
+from benchmarks.peak_rss import peak_mib
 
 KEYS_PER_REGION = (77 * 8, 77 * 5, 77 * 5, 77 * 5)  # 1771 keys
 LEVELS = ((72, 56, 10), (36, 28, 20))
@@ -73,34 +74,8 @@ def _variant(name: str, args: tuple[Any, ...]) -> Any:
     return lambda: regional_attention(q, k, v, tr, m)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def _peak_child(name: str, level: int, threads: int, out: Any) -> None:
-    torch.set_num_threads(threads)
-    args = _inputs(*LEVELS[level], "cpu", torch.float32)
-    call = _variant(name, args)
-    # Reset the peak-RSS mark (VmHWM) so only this call's growth is measured.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kib("VmRSS")
-    with torch.inference_mode():
-        call()
-    out.put((_status_kib("VmHWM") - before) / 1024)
-
-
-def _peak_mib(name: str, level: int, threads: int) -> float:
-    """Peak RSS growth of a fresh process running one call (inputs excluded)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_child, args=(name, level, threads, queue))
-    proc.start()
-    peak: float = queue.get()
-    proc.join()
-    return peak
+def _built_call(name: str, level: int) -> Any:
+    return _variant(name, _inputs(*LEVELS[level], "cpu", torch.float32))
 
 
 def cpu_bench(threads: int, repeats: int) -> list[dict[str, Any]]:
@@ -119,7 +94,7 @@ def cpu_bench(threads: int, repeats: int) -> list[dict[str, Any]]:
                     best[name] = min(best[name], time.perf_counter() - start)
         for name in VARIANTS:
             rows.append({"variant": name, "level": level, "ms": best[name] * 1e3,
-                         "mib": _peak_mib(name, level, threads)})  # fmt: skip
+                         "mib": peak_mib(_built_call, (name, level), threads)})  # fmt: skip
     return rows
 
 

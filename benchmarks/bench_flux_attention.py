@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from omost_renderer.pipelines.joint_mask import joint_bias
+
+from benchmarks.peak_rss import peak_mib
 
 ROWS = COLS = 64
 TEXT_PER_REGION = (256, 128, 128, 128, 128)
@@ -78,32 +79,8 @@ def _variant(name: str, args: tuple[torch.Tensor, ...]) -> Any:
     return lambda: joint_bias(token_region, masks, ROWS, COLS)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(x for x in f if x.startswith(field + ":"))
-    return int(line.split()[1])
-
-
-def _peak_child(name: str, heads: int, threads: int, out: Any) -> None:
-    torch.set_num_threads(threads)
-    call = _variant(name, _inputs(heads))
-    # Reset the peak-RSS mark (VmHWM) so only this call's growth is measured.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before = _status_kib("VmRSS")
-    with torch.inference_mode():
-        call()
-    out.put((_status_kib("VmHWM") - before) / 1024)
-
-
-def _peak_mib(name: str, heads: int, threads: int) -> float:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_child, args=(name, heads, threads, queue))
-    proc.start()
-    peak: float = queue.get()
-    proc.join()
-    return peak
+def _built_call(name: str, heads: int) -> Any:
+    return _variant(name, _inputs(heads))
 
 
 def cpu_bench(threads: int, repeats: int, heads: int) -> list[dict[str, Any]]:
@@ -118,7 +95,7 @@ def cpu_bench(threads: int, repeats: int, heads: int) -> list[dict[str, Any]]:
                 start = time.perf_counter()
                 call()
                 best[name] = min(best[name], time.perf_counter() - start)
-    peaks = {name: _peak_mib(name, heads, threads) for name in VARIANTS}
+    peaks = {name: peak_mib(_built_call, (name, heads), threads) for name in VARIANTS}
     return [
         {
             "variant": name,
