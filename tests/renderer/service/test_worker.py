@@ -105,13 +105,15 @@ def test_heartbeat_keeps_a_long_job_from_being_reclaimed(
     ensure_group(redis_client)
     submit_direct(redis_client, settings)
     first = WorkerQueue(redis_client, settings, "first")
-    second = WorkerQueue(redis_client, settings.model_copy(update={"reclaim_after_s": 0.3}), "b")
+    second = WorkerQueue(redis_client, settings.model_copy(update={"reclaim_after_s": 0.5}), "b")
     claim = first.read_new(100)
     assert claim is not None
     job = first.start(claim)
     assert job is not None
+    # Five beats 0.2 s apart: the job lives past the reclaim time (0.5 s), never idle for it.
     for _ in range(5):
-        wait_for(lambda: second.reclaim() is None, timeout=1)
+        time.sleep(0.2)
+        assert second.reclaim() is None
         assert first.heartbeat(job)
     idle = redis_client.xpending_range(constants.STREAM_KEY, constants.GROUP_NAME, "-", "+", 1)
     assert idle[0]["consumer"] == "first"
