@@ -84,7 +84,7 @@ def test_jobs_at_once_refuse_the_next_job_without_queueing_it(
     for _ in range(3):
         assert client.post("/v1/renders", json=body(), headers=auth(BOB)).status_code == 202
     # A job that ends frees its place.
-    client.post(f"/v1/renders/{ids[0]}/cancel", headers=auth(ALICE))
+    assert client.post(f"/v1/renders/{ids[0]}/cancel", headers=auth(ALICE)).status_code == 200
     again = client.post("/v1/renders", json=body(), headers=auth(ALICE))
     assert again.status_code == 202
     assert again.headers["x-ratelimit-remaining-jobs"] == "0"
