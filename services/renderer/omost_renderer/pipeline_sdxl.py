@@ -34,7 +34,7 @@ from omost_renderer.cfg_batch import GuidanceBatch, single_context, stack_for_gu
 from omost_renderer.encoding import EncodedPrompt, TextEncoders, encode_plain, encode_regions
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend
 from omost_renderer.preview import latent_preview
-from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart
+from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart, finished_renders
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback, hires_size
 from omost_renderer.sampling import (
     SamplerBlend,
@@ -352,15 +352,8 @@ class OmostSDXLPipeline:
 
         # 6. decode
         images = self.decode(latents)
-        if start is not None and start.repaint is not None:
-            mask = start.repaint.latent_mask(width, height, self.vae_scale_factor)
-            images = [start.paste_outside(im, mask) for im in images]
         meta = self._metadata(params, width, height)
-        return [
-            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s},
-                          latents={name: p[i].float().cpu().numpy() for name, p in passes.items()})
-            for i, (im, s) in enumerate(zip(images, seeds, strict=True))
-        ]  # fmt: skip
+        return finished_renders(images, seeds, passes, meta, start, self.vae_scale_factor)
 
     def _kept_latents(
         self, start: RenderStart | None, name: str, width: int, height: int

@@ -7,8 +7,9 @@ its own latent resolution with :meth:`RepaintArea.latent_mask`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,9 @@ from omost_schema.repaint import LATENT_CELL_PX, repaint_mask
 from PIL import Image
 
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+
+if TYPE_CHECKING:
+    import torch
 
 #: Names of the latents a render keeps per image, one per denoising pass.
 BASE_PASS = "base"
@@ -105,6 +109,35 @@ class RenderStart:
 def upsample_nearest(mask: npt.NDArray[np.float32], size: tuple[int, int]) -> Image.Image:
     """The mask as a float image of ``size`` (width, height), nearest cells."""
     return Image.fromarray(mask.astype(np.float32), mode="F").resize(size, Image.Resampling.NEAREST)
+
+
+def finished_renders(
+    images: Sequence[Image.Image],
+    seeds: Sequence[int],
+    passes: Mapping[str, torch.Tensor],
+    meta: dict[str, object],
+    start: RenderStart | None,
+    scale_factor: int,
+) -> list[RenderedImage]:
+    """A render's decoded images as results: the start pasted back outside its repaint area.
+
+    Args:
+        images: The decoded images, one per seed, all of one size.
+        seeds: Their seeds.
+        passes: Each pass's final latents (batch first), kept with every image for edits.
+        meta: The parameters that reproduce the render (each image adds its seed).
+        start: The render's start, if any.
+        scale_factor: The VAE's pixels per latent cell.
+    """
+    if start is not None and start.repaint is not None and images:
+        width, height = images[0].size
+        mask = start.repaint.latent_mask(width, height, scale_factor)
+        images = [start.paste_outside(im, mask) for im in images]
+    return [
+        RenderedImage(image=im, seed=s, metadata={**meta, "seed": s},
+                      latents={name: p[i].float().cpu().numpy() for name, p in passes.items()})
+        for i, (im, s) in enumerate(zip(images, seeds, strict=True))
+    ]  # fmt: skip
 
 
 class StartingRenderer(Protocol):

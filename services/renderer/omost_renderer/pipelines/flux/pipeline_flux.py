@@ -49,7 +49,7 @@ from omost_renderer.pipelines.flux.encoding import (
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
-from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart
+from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart, finished_renders
 from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.sketch_start import sketch_start_pixels
 from omost_renderer.vae_codec import VaeCodec, uint8_to_pixels
@@ -475,14 +475,7 @@ class OmostFluxPipeline:
         # 6. decode
         meta = self._metadata(params, width, height, guidance)
         images = self.decode(latents, height, width)
-        if start is not None and start.repaint is not None:
-            mask = start.repaint.latent_mask(width, height, self.vae_scale_factor)
-            images = [start.paste_outside(im, mask) for im in images]
-        return [
-            RenderedImage(image=im, seed=s, metadata={**meta, "seed": s},
-                          latents={name: p[i].float().cpu().numpy() for name, p in passes.items()})
-            for i, (im, s) in enumerate(zip(images, seeds, strict=True))
-        ]  # fmt: skip
+        return finished_renders(images, seeds, passes, meta, start, self.vae_scale_factor)
 
     def _metadata(
         self, params: RenderParams, width: int, height: int, guidance: torch.Tensor | None
