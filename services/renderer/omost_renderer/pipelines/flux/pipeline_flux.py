@@ -208,6 +208,20 @@ class OmostFluxPipeline:
         """
         conditions = region_conditions(canvas, mask_mode)
         prompt = encode_canvas(self.encoders, conditions, self.max_region_tokens)
+        dtype = self.transformer.dtype
+        prompt = FluxPrompt(
+            prompt.embeds.to(self.device, dtype),
+            prompt.token_region,
+            prompt.masks,
+            prompt.pooled.to(self.device, dtype),
+        )
+        return self.conditioning_at(prompt, latent_size)
+
+    def conditioning_at(self, prompt: FluxPrompt, latent_size: tuple[int, int]) -> _Conditioning:
+        """An encoded prompt's conditioning for a latent of ``latent_size``: its mask and ids.
+
+        The hires pass calls this with the base pass's prompt, so the text is encoded once.
+        """
         rows, cols = latent_size[0] // PATCH, latent_size[1] // PATCH
         dtype = self.transformer.dtype
         mask = None
@@ -221,12 +235,6 @@ class OmostFluxPipeline:
                 area_scale=self.schedule.area_scale,
                 dtype=dtype,
             )
-        prompt = FluxPrompt(
-            prompt.embeds.to(self.device, dtype),
-            prompt.token_region,
-            prompt.masks,
-            prompt.pooled.to(self.device, dtype),
-        )
         return _Conditioning(
             prompt=prompt,
             mask=None if mask is None else mask.to(self.device),
@@ -456,7 +464,7 @@ class OmostFluxPipeline:
             )
             init = self.encode_pixels(pixels)
             latent = (height // scale, width // scale)
-            conditioning = self.condition(canvas, latent, params.mask_mode)
+            conditioning = self.conditioning_at(conditioning.prompt, latent)
             progress = _Progress(
                 on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
             )
