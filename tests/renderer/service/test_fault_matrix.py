@@ -96,7 +96,7 @@ def test_sigstopped_worker_past_the_reclaim_time_is_fenced(
         wait_for(lambda: step_of(redis_client, job_id) >= 2, what="the first steps")
         frozen.send_signal(signal.SIGSTOP)  # a stall longer than the reclaim time (1 s)
         workers.start("rescuer")
-        view = finished(client, job_id)
+        finished(client, job_id)
         frozen.send_signal(signal.SIGCONT)
         # Its next write (a step or a heartbeat) is refused: it drops its work.
         wait_for(lambda: "was taken over" in workers.log("frozen").read_text(), what="the fence")
