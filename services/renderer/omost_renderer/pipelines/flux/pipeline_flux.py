@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,6 @@ class _Conditioning:
     mask: torch.Tensor | None
     text_ids: torch.Tensor
     image_ids: torch.Tensor
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class OmostFluxPipeline:
