@@ -62,10 +62,7 @@ def compiled() -> xgr.CompiledGrammar:
 
 
 def _parses_strictly(code: str) -> Canvas:
-    try:
-        return parse_code(code, strict=True).canvas
-    except NotImplementedError:
-        pytest.skip("parser not available")
+    return parse_code(code, strict=True).canvas
 
 
 def _code_char(char: str) -> bool:
