@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from omost_renderer.attention import (
+from omost_renderer.pipelines.regional_attention import (
     masked_scaled_attention,
     naive_regional_attention,
     region_bias,
@@ -122,7 +122,7 @@ class _NaiveProcessor:
 
     def __call__(self, attn: Any, hidden: torch.Tensor, encoder_hidden_states: Any = None,
                  attention_mask: Any = None, temb: Any = None) -> torch.Tensor:  # fmt: skip
-        from omost_renderer.attention_processor import layer_size
+        from omost_renderer.pipelines.sdxl.attention_processor import layer_size
 
         b, n, _ = hidden.shape
         q = attn.to_q(hidden).view(b, n, attn.heads, -1).transpose(1, 2)
@@ -154,7 +154,10 @@ def unet_bench(
         ``plain_s`` (77 tokens, batched CFG, diffusers' processors), ``ours_s`` (regional,
         batched CFG, fused) and ``omost_separate_naive_s`` (two passes, materialised logits).
     """
-    from omost_renderer.attention_processor import RegionalContext, regional_attention_installed
+    from omost_renderer.pipelines.sdxl.attention_processor import (
+        RegionalContext,
+        regional_attention_installed,
+    )
 
     device = unet.device
     lat = (size[0] // 8, size[1] // 8)

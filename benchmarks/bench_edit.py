@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 import torch
-from omost_renderer.render_start import RenderStart, RepaintArea
-from omost_renderer.rendering import RenderedImage, RenderParams
-from omost_renderer.tiny import build_tiny_renderer
+from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 from omost_schema import Canvas, GlobalDescription, LocalDescription
 from omost_schema.diff import diff_canvases, repaint_rects
 from omost_schema.repaint import repaint_mask

@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from omost_renderer import constants
 from omost_renderer.config import Settings
-from omost_renderer.job_queue import JobQueue, ensure_group
-from omost_renderer.jobs import JobRequest
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import JobQueue, ensure_group
+from omost_renderer.job_queue.jobs import JobRequest
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas
 from PIL import Image
 from redis import Redis

@@ -24,8 +24,8 @@ from llm.fakes import FakeBackend
 from omost_llm.config import Settings as LlmSettings
 from omost_llm.main import create_app as create_llm_app
 from omost_renderer.api import create_app as create_renderer_app
-from omost_renderer.storage import FileResultStore
-from omost_renderer.worker import Worker
+from omost_renderer.storage.stores import FileResultStore
+from omost_renderer.worker.runner import Worker
 from redis import Redis
 from renderer.service.fake_renderer import FakeRenderer
 from renderer.service.service_support import RedisServer, WorkerThread, make_settings

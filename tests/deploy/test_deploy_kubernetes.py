@@ -18,7 +18,7 @@ from deploy_kustomize import (
     render,
     split_image,
 )
-from omost_renderer import constants
+from omost_renderer.job_queue import constants
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -11,7 +11,7 @@ from typing import cast
 
 from omost_renderer.config import Settings
 from omost_renderer.errors import ConfigurationError
-from omost_renderer.rendering import CanvasRenderer
+from omost_renderer.pipelines.rendering import CanvasRenderer
 
 #: Exit status of a worker started without a model (or with another unusable setting).
 EXIT_CONFIGURATION = 2
@@ -34,14 +34,14 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
             " (or to `tiny` for the random-weight test pipeline), or OMOST_RENDERER_FACTORY"
         )
     if settings.model == "tiny":
-        tiny = importlib.import_module("omost_renderer.tiny")
+        tiny = importlib.import_module("omost_renderer.pipelines.sdxl.tiny")
         return cast(CanvasRenderer, tiny.build_tiny_renderer())
     # Imported here: torch and diffusers are heavy and the API process never needs them.
     import torch
 
-    from omost_renderer.loading import load_renderer
     from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
     from omost_renderer.pipelines.joint_mask import ImageAttention
+    from omost_renderer.pipelines.loading import load_renderer
 
     schedule = RegionalSchedule(
         regional_steps=settings.regional_steps,
@@ -74,8 +74,8 @@ def _run_api(settings: Settings, host: str, port: int) -> int:
 
 
 def _run_worker(settings: Settings, check: bool) -> int:
-    from omost_renderer.storage import build_store
-    from omost_renderer.worker import Worker, check_health, connect
+    from omost_renderer.storage.stores import build_store
+    from omost_renderer.worker.runner import Worker, check_health, connect
 
     if check:
         return 0 if check_health(settings) else 1

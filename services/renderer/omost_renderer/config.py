@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from omost_renderer.webhooks import URLPolicy, parse_secrets, secret_bytes
+from omost_renderer.webhooks.events import URLPolicy, parse_secrets, secret_bytes
 
 
 class KeyLimits(BaseModel):

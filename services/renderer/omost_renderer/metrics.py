@@ -17,8 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from omost_renderer import constants
-from omost_renderer.job_queue import QueueStats
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import QueueStats
 
 
 def _histogram(

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
-from omost_renderer.tiny import build_tiny_renderer
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 from omost_schema import Canvas, GlobalDescription, LocalDescription
 
 

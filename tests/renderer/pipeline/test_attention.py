@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omost_renderer.attention import (
+from omost_renderer.pipelines.regional_attention import (
     masked_scaled_attention,
     naive_regional_attention,
     region_bias,

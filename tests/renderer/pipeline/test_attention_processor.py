@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
-from omost_renderer.attention_processor import (
+from omost_renderer.pipelines.sdxl.attention_processor import (
     RegionalAttnProcessor,
     RegionalContext,
     layer_size,
     regional_attention_installed,
 )
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import torch
-from omost_renderer.cfg_batch import stack_for_guidance
-from omost_renderer.encoding import encode_plain, encode_regions
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
-from omost_renderer.sampling import omost_sigmas
-from omost_renderer.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH, build_tiny_renderer
+from omost_renderer.pipelines.sdxl.cfg_batch import stack_for_guidance
+from omost_renderer.pipelines.sdxl.encoding import encode_plain, encode_regions
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.sdxl.sampling import omost_sigmas
+from omost_renderer.pipelines.sdxl.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH, build_tiny_renderer
 from omost_schema import Canvas
 
 

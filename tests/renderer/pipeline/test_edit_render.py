@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
-from omost_renderer.render_start import RenderStart, RepaintArea
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_schema import Canvas
 from omost_schema.diff import diff_canvases, repaint_rects
 from omost_schema.repaint import repaint_mask

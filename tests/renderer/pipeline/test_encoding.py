@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omost_renderer.clip_vocab import BOS_ID, EOS_ID, build_clip_tokenizer, find_bpe_file
-from omost_renderer.encoding import (
+from omost_renderer.pipelines.clip_vocab import BOS_ID, EOS_ID, build_clip_tokenizer, find_bpe_file
+from omost_renderer.pipelines.sdxl.encoding import (
     CONTEXT,
     encode_ids,
     encode_plain,
     encode_regions,
     region_token_ids,
 )
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
-from omost_renderer.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.sdxl.tiny import CLIP_WIDTH, OPEN_CLIP_WIDTH
 from omost_schema import Canvas
 
 

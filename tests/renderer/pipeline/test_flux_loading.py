@@ -9,13 +9,13 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
-from omost_renderer.loading import load_renderer
 from omost_renderer.pipelines.families import Family, UnknownFamilyError, detect_family
 from omost_renderer.pipelines.flow_match import FLUX_DEV_SCHEDULER
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 from omost_renderer.pipelines.flux.tiny import tiny_flux_components
 from omost_renderer.pipelines.joint_mask import ImageAttention
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.loading import load_renderer
+from omost_renderer.pipelines.rendering import RenderParams
 from omost_schema import Canvas
 from safetensors.torch import save_file
 

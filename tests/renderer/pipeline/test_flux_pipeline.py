@@ -8,7 +8,7 @@ import torch
 from omost_renderer.pipelines.family_params import UnsupportedParamError
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 from omost_renderer.pipelines.flux.tiny import build_tiny_flux
-from omost_renderer.rendering import CanvasRenderer, RenderParams
+from omost_renderer.pipelines.rendering import CanvasRenderer, RenderParams
 from omost_schema import Canvas, GlobalDescription
 from PIL import Image
 
@@ -179,7 +179,7 @@ def test_occlusion_mask_mode_reaches_the_joint_mask(
 def test_region_edit_keeps_the_outside_with_the_flow_matching_blend(
     tiny_flux: OmostFluxPipeline, global_canvas: Canvas
 ) -> None:
-    from omost_renderer.render_start import RenderStart, RepaintArea
+    from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
     from omost_schema import Rect
     from omost_schema.repaint import repaint_mask
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer.loading import load_renderer
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.loading import load_renderer
+from omost_renderer.pipelines.rendering import RenderParams
 from omost_schema import Canvas
 
 pytestmark = [

@@ -8,7 +8,7 @@ from omost_renderer.pipelines.inpaint_blend import (
     renoise_flow_match,
     renoise_variance_exploding,
 )
-from omost_renderer.sampling import omost_sigmas, sample_dpmpp_2m
+from omost_renderer.pipelines.sdxl.sampling import omost_sigmas, sample_dpmpp_2m
 
 
 def _blend(steps: int = 6) -> InpaintBlend:

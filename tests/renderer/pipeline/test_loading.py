@@ -9,9 +9,9 @@ import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
-from omost_renderer.loading import load_renderer, vae_dtype
-from omost_renderer.rendering import RenderParams
-from omost_renderer.tiny import tiny_components
+from omost_renderer.pipelines.loading import load_renderer, vae_dtype
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.sdxl.tiny import tiny_components
 from omost_schema import Canvas
 from original_checkpoint import save_original_sdxl_checkpoint
 

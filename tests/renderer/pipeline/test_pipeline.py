@@ -3,14 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer import pipeline_sdxl
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
-from omost_renderer.preview import latent_preview
-from omost_renderer.rendering import RenderParams
-from omost_renderer.sampling import SamplerCallback, omost_sigmas
-from omost_renderer.sketch_start import sketch_start_pixels
-from omost_renderer.tiny import build_tiny_renderer
-from omost_renderer.vae_codec import pixels_to_uint8
+from omost_renderer.pipelines.preview import latent_preview
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.sdxl import pipeline_sdxl
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
+from omost_renderer.pipelines.sdxl.sampling import SamplerCallback, omost_sigmas
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
+from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.vae_codec import pixels_to_uint8
 from omost_schema import Canvas
 from PIL import Image
 

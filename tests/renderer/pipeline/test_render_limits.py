@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
-from omost_renderer.rendering import MAX_IMAGES, MAX_REQUEST_PIXELS, RenderParams
-from omost_renderer.sampling import MAX_SCHEDULE, omost_sigmas
+from omost_renderer.pipelines.rendering import MAX_IMAGES, MAX_REQUEST_PIXELS, RenderParams
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE, omost_sigmas
 from omost_schema import Canvas
 
 

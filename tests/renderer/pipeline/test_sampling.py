@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer.sampling import (
+from omost_renderer.pipelines.sdxl.sampling import (
     karras_sigmas,
     omost_sigmas,
     sample_dpmpp_2m,

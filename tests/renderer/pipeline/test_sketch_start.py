@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer.sketch_start import blurred_sketch, sketch_start_pixels
+from omost_renderer.pipelines.sketch_start import blurred_sketch, sketch_start_pixels
 
 
 def _two_colours() -> np.ndarray:

@@ -6,7 +6,7 @@ import math
 
 import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
-from omost_renderer.tiny import tiny_unet
+from omost_renderer.pipelines.sdxl.tiny import tiny_unet
 
 from benchmarks.bench_attention import unet_bench
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omost_renderer.rendering import RenderParams
-from omost_renderer.tiny import build_tiny_renderer, tiny_components
-from omost_renderer.vae_codec import VaeCodec, pixels_to_uint8, tiled, uint8_to_pixels
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer, tiny_components
+from omost_renderer.pipelines.vae_codec import VaeCodec, pixels_to_uint8, tiled, uint8_to_pixels
 from omost_schema import Canvas
 from torch.nn import functional
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from omost_renderer.config import Settings
-from omost_renderer.storage import FileResultStore
-from omost_renderer.worker import Worker
+from omost_renderer.storage.stores import FileResultStore
+from omost_renderer.worker.runner import Worker
 from redis import Redis
 from service_support import WorkerThread, make_settings
 

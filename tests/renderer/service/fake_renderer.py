@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas, sketch_image
 from PIL import Image
 

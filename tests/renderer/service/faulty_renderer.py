@@ -13,7 +13,7 @@ import os
 import threading
 
 from fake_renderer import FakeRenderer
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas
 
 #: The message PyTorch raises after a kernel read out of bounds (a sticky CUDA error).

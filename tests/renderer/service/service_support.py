@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from omost_renderer.config import Settings
-from omost_renderer.worker import Worker
+from omost_renderer.worker.runner import Worker
 from redis import Redis
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.tiny import build_tiny_renderer
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 from omost_schema import Canvas
 from omost_schema.repaint import repaint_mask
 from PIL import Image

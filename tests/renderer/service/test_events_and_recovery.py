@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.job_queue import JobEvent, JobQueue
-from omost_renderer.jobs import JobStatus
-from omost_renderer.worker_queue import WorkerQueue, ensure_group
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import JobEvent, JobQueue
+from omost_renderer.job_queue.jobs import JobStatus
+from omost_renderer.job_queue.worker_queue import WorkerQueue, ensure_group
 from redis import Redis
 from service_support import RedisServer, WorkerThread, make_settings, wait_for
 

@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
-from omost_renderer import constants
 from omost_renderer.config import Settings
 from omost_renderer.errors import QueueFullError
-from omost_renderer.job_queue import JobQueue
-from omost_renderer.jobs import JobRequest
-from omost_renderer.rendering import RenderParams
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import JobQueue
+from omost_renderer.job_queue.jobs import JobRequest
+from omost_renderer.pipelines.rendering import RenderParams
 from omost_schema import Canvas
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis

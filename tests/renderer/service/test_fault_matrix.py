@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from omost_renderer.job_queue import constants
 from redis import Redis
 from service_support import RedisServer, make_settings, start_process, subprocess_env, wait_for
 

@@ -9,10 +9,10 @@ import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from live_server import hanging_llm, post_and_hold, serve_api
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.job_queue import constants
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_schema import Canvas
 from openai import BadRequestError, InternalServerError, OpenAI, UnprocessableEntityError
 from PIL import Image

@@ -63,7 +63,7 @@ def test_openai_sdk_against_facade_with_real_llm_and_tiny_pipeline(
     llm_url: str,
     start_worker: Callable[..., WorkerThread],
 ) -> None:
-    from omost_renderer.tiny import build_tiny_renderer
+    from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 
     # The tiny model's random weights write short canvases with this seed (others can take minutes).
     settings = make_settings(

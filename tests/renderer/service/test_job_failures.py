@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omost_renderer.job_failures import FailureKind, classify
-from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s, total_steps
-from omost_renderer.rendering import RenderParams
-from omost_renderer.worker_queue import Claim, StartedJob
+from omost_renderer.job_queue.worker_queue import Claim, StartedJob
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.worker.failures import FailureKind, classify
+from omost_renderer.worker.job_watch import RunningJob, WatchVerdict, job_deadline_s, total_steps
 from pydantic import BaseModel, ValidationError
 from service_support import make_settings
 

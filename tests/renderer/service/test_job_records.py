@@ -9,10 +9,10 @@ import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
 from faulty_renderer import HeldRenderer
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.worker_queue import WorkerQueue, ensure_group
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.worker_queue import WorkerQueue, ensure_group
 from redis import Redis
 from service_support import WorkerThread, make_settings, wait_for
 
@@ -61,7 +61,7 @@ def test_a_new_event_stream_starts_with_the_latest_preview(
     client: TestClient, start_worker: Callable[..., WorkerThread], settings: Settings
 ) -> None:
     import anyio
-    from omost_renderer.job_queue import JobQueue
+    from omost_renderer.job_queue.api_queue import JobQueue
     from redis.asyncio import Redis as AsyncRedis
 
     renderer = HeldRenderer(hold_at=4)

@@ -10,7 +10,7 @@ from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.rendering import (
+from omost_renderer.pipelines.rendering import (
     MAX_IMAGES,
     MAX_NEGATIVE_PROMPT_CHARS,
     MAX_REQUEST_PIXEL_STEPS,

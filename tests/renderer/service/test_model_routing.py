@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.api.models import resolve_model, route_job, served_models
 from omost_renderer.config import Settings
 from omost_renderer.errors import InvalidRequestError
-from omost_renderer.job_queue import JobQueue
-from omost_renderer.jobs import JobRequest
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import JobQueue
+from omost_renderer.job_queue.jobs import JobRequest
 from omost_renderer.pipelines.family_params import FamilyParams
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.rendering import RenderParams
 from openai import BadRequestError, OpenAI
 from PIL import Image
 from pytest_httpserver import HTTPServer
@@ -146,7 +146,7 @@ def two_families(
 ) -> Settings:
     """Workers of the tiny SDXL and the tiny FLUX pipelines, each serving its own model."""
     from omost_renderer.pipelines.flux.tiny import build_tiny_flux
-    from omost_renderer.tiny import build_tiny_renderer
+    from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 
     sdxl = make_settings(redis_url, tmp_path / "r", model="tiny")
     flux = make_settings(redis_url, tmp_path / "r", model="tiny-flux")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
+from omost_renderer.job_queue import constants
 from service_support import make_settings
 
 pytestmark = pytest.mark.redis

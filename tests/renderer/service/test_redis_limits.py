@@ -14,8 +14,8 @@ import pytest
 from fake_renderer import canvas_json
 from faulty_renderer import HeldRenderer
 from live_server import serve_api
-from omost_renderer import constants
-from omost_renderer.jobs import JobRequest
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.jobs import JobRequest
 from redis import Redis
 from service_support import RedisServer, WorkerThread, make_settings, wait_for
 

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
+from omost_renderer.job_queue import constants
 from PIL import Image
 from redis import Redis
 

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from omost_renderer.storage import FileResultStore, image_key
+from omost_renderer.storage.stores import FileResultStore, image_key
 
 
 def test_put_get_and_delete_attempt(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.edits import render_record_key
-from omost_renderer.storage import ResultStore, S3ResultStore, build_store, image_key
-from omost_renderer.worker import Worker
+from omost_renderer.edits.plans import render_record_key
+from omost_renderer.storage.stores import ResultStore, S3ResultStore, build_store, image_key
+from omost_renderer.worker.runner import Worker
 from PIL import Image
 from pydantic import SecretStr
 from redis import Redis

@@ -9,7 +9,7 @@ import hmac
 
 import pytest
 from omost_renderer.config import Settings
-from omost_renderer.webhooks import (
+from omost_renderer.webhooks.events import (
     SigningKeys,
     URLPolicy,
     WebhookAdmission,

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fake_renderer import canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
-from omost_renderer.webhook_dispatch import WebhookDispatcher, ensure_webhook_group
+from omost_renderer.job_queue import constants
+from omost_renderer.webhooks.dispatch import WebhookDispatcher, ensure_webhook_group
 from pytest_httpserver import HTTPServer
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis

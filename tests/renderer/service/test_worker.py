@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from fake_renderer import FakeRenderer, canvas_json
 from fastapi.testclient import TestClient
-from omost_renderer import constants
 from omost_renderer.api import create_app
 from omost_renderer.cli import main
 from omost_renderer.config import Settings
-from omost_renderer.job_queue import JobQueue
-from omost_renderer.job_queue import ensure_group as async_ensure_group
-from omost_renderer.jobs import JobRequest, JobStatus
-from omost_renderer.rendering import RenderParams
-from omost_renderer.storage import FileResultStore
-from omost_renderer.worker import Worker
-from omost_renderer.worker_queue import WorkerQueue, ensure_group
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.api_queue import JobQueue
+from omost_renderer.job_queue.api_queue import ensure_group as async_ensure_group
+from omost_renderer.job_queue.jobs import JobRequest, JobStatus
+from omost_renderer.job_queue.worker_queue import WorkerQueue, ensure_group
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.storage.stores import FileResultStore
+from omost_renderer.worker.runner import Worker
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from service_support import WorkerThread, make_settings, start_process, subprocess_env, wait_for
@@ -250,10 +250,10 @@ def test_late_heartbeat_of_a_finished_job_does_not_fence_the_next(
     settings: Settings, redis_client: Redis
 ) -> None:
     """A heartbeat about job 1 that answers after job 2 started must not touch job 2."""
-    from omost_renderer.job_watch import RunningJob
-    from omost_renderer.storage import FileResultStore
-    from omost_renderer.worker import Worker
-    from omost_renderer.worker_queue import Claim, StartedJob
+    from omost_renderer.job_queue.worker_queue import Claim, StartedJob
+    from omost_renderer.storage.stores import FileResultStore
+    from omost_renderer.worker.job_watch import RunningJob
+    from omost_renderer.worker.runner import Worker
 
     first = submit_direct(redis_client, settings)
     renderer = FakeRenderer()

@@ -38,17 +38,17 @@ from omost_renderer.errors import (
     RendererError,
     StoreFullError,
 )
-from omost_renderer.job_queue import JobQueue, ensure_group
+from omost_renderer.job_queue.api_queue import JobQueue, ensure_group
+from omost_renderer.job_queue.quotas import KeyQuotas
 from omost_renderer.metrics import render_metrics
-from omost_renderer.quotas import KeyQuotas
-from omost_renderer.storage import build_store
-from omost_renderer.webhook_dispatch import (
+from omost_renderer.storage.stores import build_store
+from omost_renderer.webhooks.dispatch import (
     WebhookDispatcher,
     ensure_webhook_group,
     webhook_consumer_name,
 )
-from omost_renderer.webhooks import URLPolicy, WebhookAdmission
-from omost_renderer.worker_health import ReadyResponse, readiness
+from omost_renderer.webhooks.events import URLPolicy, WebhookAdmission
+from omost_renderer.worker.health import ReadyResponse, readiness
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from omost_schema.rate_limits import LimitState, record
 
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.errors import AuthenticationError, RateLimitError
-from omost_renderer.job_queue import Submission
-from omost_renderer.jobs import JobNotes, JobRequest
+from omost_renderer.job_queue.api_queue import Submission
+from omost_renderer.job_queue.jobs import JobNotes, JobRequest
 
 logger = logging.getLogger(__name__)
 

@@ -18,17 +18,17 @@ import numpy as np
 from omost_schema import Canvas, Rect
 from omost_schema.repaint import repaint_mask, repaint_overlay_png
 
-from omost_renderer.edits import EditOf, RenderRecord, edit_params, plan_edit
-from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
-from omost_renderer.init_images import (
+from omost_renderer.edits.init_images import (
     InitImage,
     InitImageError,
     InitImageRequest,
     decode_data_url,
     reencode,
 )
-from omost_renderer.jobs import JobRequest, JobStatus, images_of
-from omost_renderer.storage import ResultStore
+from omost_renderer.edits.plans import EditOf, RenderRecord, edit_params, plan_edit
+from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
+from omost_renderer.job_queue.jobs import JobRequest, JobStatus, images_of
+from omost_renderer.storage.stores import ResultStore
 
 #: Loads a job hash the caller may see (raises ``NotFoundError`` otherwise).
 JobLoader = Callable[[str], Awaitable[dict[str, str]]]

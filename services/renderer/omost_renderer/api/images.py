@@ -32,8 +32,8 @@ from omost_renderer.errors import (
     RenderTimeoutError,
     UpstreamError,
 )
-from omost_renderer.jobs import JobRequest, JobStatus, images_of
-from omost_renderer.rendering import (
+from omost_renderer.job_queue.jobs import JobRequest, JobStatus, images_of
+from omost_renderer.pipelines.rendering import (
     MAX_IMAGES,
     MAX_NEGATIVE_PROMPT_CHARS,
     MAX_SEED,

@@ -21,14 +21,14 @@ from omost_renderer.api import route_docs
 from omost_renderer.api.state import ServiceState, get_state
 from omost_renderer.config import Settings
 from omost_renderer.errors import InvalidRequestError
-from omost_renderer.jobs import JobRequest
+from omost_renderer.job_queue.jobs import JobRequest
 from omost_renderer.pipelines.family_params import (
     FamilyParams,
     UnsupportedParamError,
     check_family_params,
 )
-from omost_renderer.rendering import RenderParams
-from omost_renderer.worker_health import read_worker_health
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.worker.health import read_worker_health
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 State = Annotated[ServiceState, Depends(get_state)]

@@ -20,11 +20,11 @@ from omost_renderer.api.auth import ApiCaller, Caller, submit_as
 from omost_renderer.api.edit_requests import repaint_picture, resolve_inputs
 from omost_renderer.api.models import route_job
 from omost_renderer.api.state import ServiceState, get_state
-from omost_renderer.edits import EditOf
+from omost_renderer.edits.init_images import InitImageRequest
+from omost_renderer.edits.plans import EditOf
 from omost_renderer.errors import ConflictError, InvalidRequestError, NotFoundError
-from omost_renderer.init_images import InitImageRequest
-from omost_renderer.job_queue import JobEvent
-from omost_renderer.jobs import (
+from omost_renderer.job_queue.api_queue import JobEvent
+from omost_renderer.job_queue.jobs import (
     CodeCorrection,
     JobNotes,
     JobRequest,
@@ -33,8 +33,8 @@ from omost_renderer.jobs import (
     images_of,
     job_view,
 )
-from omost_renderer.rendering import RenderParams
-from omost_renderer.webhooks import WebhookRefusedError, WebhookSpec
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.webhooks.events import WebhookRefusedError, WebhookSpec
 
 logger = logging.getLogger(__name__)
 

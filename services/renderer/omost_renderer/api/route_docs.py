@@ -27,7 +27,7 @@ from omost_renderer.errors import (
     StoreFullError,
     UpstreamError,
 )
-from omost_renderer.jobs import JobView
+from omost_renderer.job_queue.jobs import JobView
 
 Responses = dict[int | str, dict[str, Any]]
 

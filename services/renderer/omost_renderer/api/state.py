@@ -9,10 +9,10 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from omost_renderer.config import Settings
-from omost_renderer.job_queue import JobQueue
-from omost_renderer.quotas import KeyQuotas
-from omost_renderer.storage import ResultStore
-from omost_renderer.webhooks import WebhookAdmission
+from omost_renderer.job_queue.api_queue import JobQueue
+from omost_renderer.job_queue.quotas import KeyQuotas
+from omost_renderer.storage.stores import ResultStore
+from omost_renderer.webhooks.events import WebhookAdmission
 
 
 @dataclass

@@ -31,7 +31,7 @@ from omost_schema.conditions import SKETCH_COLOR_WEIGHT
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from omost_renderer.api import route_docs
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.rendering import RenderParams
 
 _NAME_FIELDS: dict[str, tuple[str, ...]] = {
     "location": LOCATIONS,

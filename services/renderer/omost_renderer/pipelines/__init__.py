@@ -1,1 +1,5 @@
-"""Diffusion pipelines by model family (``flux/``) and the small modules they share."""
+"""Diffusion pipelines, one package per family (``sdxl/``, ``flux/``, ``flux2/``).
+
+Beside the families sit what they share: the render seam, loading, regional attention, the sketch
+and edit starts, the VAE codec and previews.
+"""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from omost_renderer.rendering import RenderParams
+from omost_renderer.pipelines.rendering import RenderParams
 
 
 class UnsupportedParamError(ValueError):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from omost_renderer.sampling import MAX_SCHEDULE
+from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE
 
 #: ``velocity(step, x, sigma) -> v`` (``step`` 0-based within the run).
 Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -24,7 +24,7 @@ from enum import StrEnum
 
 import torch
 
-from omost_renderer.attention import resize_masks
+from omost_renderer.pipelines.regional_attention import resize_masks
 
 
 class ImageAttention(StrEnum):

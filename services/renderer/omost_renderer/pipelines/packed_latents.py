@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omost_renderer.preview import latent_preview
+from omost_renderer.pipelines.preview import latent_preview
 
 #: Side of a packed patch, in latents.
 PATCH = 2

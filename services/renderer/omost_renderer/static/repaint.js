@@ -1,6 +1,6 @@
 // What "Render the changes" will repaint, shown before the click.
 //
-// This mirrors the server's plan (`omost_schema.repaint`, `omost_renderer.edits`) so the page can
+// This mirrors the server's plan (`omost_schema.repaint`, `omost_renderer.edits.plans`) so the page can
 // show the repaint area at once; the server's plan and mask (`edit` of the job, `mask_url`) stay
 // authoritative, and the job box shows them once the edit is queued.
 

@@ -28,7 +28,6 @@ from omost_schema import Canvas
 from omost_schema.occlusion import MaskMode, region_conditions
 from PIL import Image
 
-from omost_renderer.pipeline_sdxl import hires_pass_size
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
@@ -49,10 +48,16 @@ from omost_renderer.pipelines.flux.encoding import (
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
-from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart, finished_renders
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
-from omost_renderer.sketch_start import sketch_start_pixels
-from omost_renderer.vae_codec import VaeCodec, uint8_to_pixels
+from omost_renderer.pipelines.render_start import (
+    BASE_PASS,
+    HIRES_PASS,
+    RenderStart,
+    finished_renders,
+)
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
+from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
 
 SAMPLER_NAME = "flow-match Euler"
 #: FLUX.1-dev's distilled guidance when a request leaves ``cfg`` unset (diffusers' default).

@@ -15,12 +15,12 @@ import torch
 from diffusers import FluxTransformer2DModel
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-from omost_renderer.clip_vocab import build_clip_tokenizer, find_bpe_file
+from omost_renderer.pipelines.clip_vocab import build_clip_tokenizer, find_bpe_file
 from omost_renderer.pipelines.flow_match import FLUX_DEV_SCHEDULER
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.sdxl.tiny import VOCAB_SIZE, tiny_vae
 from omost_renderer.pipelines.tiny_t5_tokenizer import TINY_T5_VOCAB, build_tiny_t5_tokenizer
-from omost_renderer.tiny import VOCAB_SIZE, tiny_vae
 
 TINY_FLUX = "tiny-flux"
 #: Widths of the tiny CLIP (pooled) and T5 (sequence) encoders.

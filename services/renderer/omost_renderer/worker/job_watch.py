@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from omost_renderer.config import Settings
-from omost_renderer.rendering import RenderParams
-from omost_renderer.worker_queue import StartedJob
+from omost_renderer.job_queue.worker_queue import StartedJob
+from omost_renderer.pipelines.rendering import RenderParams
 
 
 def total_steps(params: RenderParams) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis as AsyncRedis
 
-from omost_renderer import constants
+from omost_renderer.job_queue import constants
 
 #: Longest error message kept in a health key.
 MAX_MESSAGE_CHARS = 300

@@ -19,7 +19,7 @@ from typing import Annotated
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from omost_renderer.rendering import MAX_SIDE, Strength
+from omost_renderer.pipelines.rendering import MAX_SIDE, Strength
 
 #: Largest decoded image (or mask) in bytes. Base64 grows it by 4/3, so one such image fits in
 #: the default request body limit (``OMOST_RENDERER_MAX_REQUEST_BYTES``, 2,000,000 bytes).

@@ -16,9 +16,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from omost_renderer.config import Settings
-from omost_renderer.storage import ResultStore
-from omost_renderer.worker_health import BackgroundErrors
-from omost_renderer.worker_queue import WorkerQueue
+from omost_renderer.job_queue.worker_queue import WorkerQueue
+from omost_renderer.storage.stores import ResultStore
+from omost_renderer.worker.health import BackgroundErrors
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812  (the conventional alias)
 
-from omost_renderer.attention_processor import RegionalContext
-from omost_renderer.encoding import EncodedPrompt
+from omost_renderer.pipelines.sdxl.attention_processor import RegionalContext
+from omost_renderer.pipelines.sdxl.encoding import EncodedPrompt
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from omost_renderer.encoding import TextEncoders
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.families import Family, detect_family
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.sdxl.encoding import TextEncoders
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 
 TINY = "tiny"
 TINY_FLUX = "tiny-flux"
@@ -164,7 +164,7 @@ def load_renderer(
     if detect_family(model, single_file_config) is Family.FLUX:
         return _load_flux(model, device, dtype, single_file_config, schedule)
     if model == TINY:
-        from omost_renderer.tiny import tiny_components
+        from omost_renderer.pipelines.sdxl.tiny import tiny_components
 
         tiny = tiny_components()
         encoders: TextEncoders = tiny["encoders"]

@@ -15,9 +15,9 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from omost_renderer.clip_vocab import build_clip_tokenizer, find_bpe_file
-from omost_renderer.encoding import TextEncoders
-from omost_renderer.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.clip_vocab import build_clip_tokenizer, find_bpe_file
+from omost_renderer.pipelines.sdxl.encoding import TextEncoders
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 
 #: CLIP's vocabulary size; the tiny encoders embed every real token id.
 VOCAB_SIZE = 49408

@@ -29,17 +29,17 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from omost_renderer import constants
 from omost_renderer.config import Settings
-from omost_renderer.jobs import job_view
-from omost_renderer.webhooks import (
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.jobs import job_view
+from omost_renderer.job_queue.worker_queue import StreamReply
+from omost_renderer.webhooks.events import (
     ANONYMOUS_KEY,
     SigningKeys,
     URLPolicy,
     WebhookURLError,
     sign,
 )
-from omost_renderer.worker_queue import StreamReply
 
 logger = logging.getLogger(__name__)
 

@@ -27,20 +27,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from omost_renderer import constants
 from omost_renderer.config import Settings
+from omost_renderer.edits.render_inputs import kept_for_edits, load_start
 from omost_renderer.errors import FencedOutError, JobCanceledError, JobReleasedError
-from omost_renderer.job_failures import FailureKind, classify
-from omost_renderer.job_watch import RunningJob, WatchVerdict, job_deadline_s
-from omost_renderer.jobs import ImageRecord, JobRequest, JobStatus
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue.jobs import ImageRecord, JobRequest, JobStatus
+from omost_renderer.job_queue.worker_queue import Claim, StartedJob, WorkerQueue, ensure_group
 from omost_renderer.pipelines.family_params import family_params_of
-from omost_renderer.render_inputs import kept_for_edits, load_start
-from omost_renderer.render_start import StartingRenderer
-from omost_renderer.rendering import CanvasRenderer, RenderedImage, StepCallback
-from omost_renderer.results_cleanup import ResultsCleanup
-from omost_renderer.storage import ResultStore, image_key
-from omost_renderer.worker_health import BackgroundErrors
-from omost_renderer.worker_queue import Claim, StartedJob, WorkerQueue, ensure_group
+from omost_renderer.pipelines.render_start import StartingRenderer
+from omost_renderer.pipelines.rendering import CanvasRenderer, RenderedImage, StepCallback
+from omost_renderer.storage.cleanup import ResultsCleanup
+from omost_renderer.storage.stores import ResultStore, image_key
+from omost_renderer.worker.failures import FailureKind, classify
+from omost_renderer.worker.health import BackgroundErrors
+from omost_renderer.worker.job_watch import RunningJob, WatchVerdict, job_deadline_s
 
 logger = logging.getLogger(__name__)
 

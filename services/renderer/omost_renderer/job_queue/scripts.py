@@ -16,7 +16,7 @@ Under ``maxmemory`` with ``noeviction`` Redis refuses a script's first write tha
 before anything was written, so a script refused for memory changes nothing.
 """
 
-from omost_renderer import constants
+from omost_renderer.job_queue import constants
 
 # Shared prelude: acknowledge and delete a stream entry, so XLEN counts only live jobs; settle a
 # final job; number stream entries.

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from omost_schema.rate_limits import LimitState
 from redis.asyncio import Redis
 
-from omost_renderer import constants
 from omost_renderer.config import Settings
 from omost_renderer.errors import RateLimitError
+from omost_renderer.job_queue import constants
 
 # An admitted job id whose job hash has not appeared after this long was never enqueued (the
 # API process died between admission and submit): it stops counting.

@@ -13,7 +13,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from omost_renderer.edits import (
+from omost_renderer.edits.plans import (
     RenderRecord,
     decode_latents,
     encode_latents,
@@ -21,10 +21,10 @@ from omost_renderer.edits import (
     rects_of,
     render_record_key,
 )
-from omost_renderer.jobs import JobRequest
-from omost_renderer.render_start import RenderStart, RepaintArea
-from omost_renderer.rendering import RenderedImage
-from omost_renderer.storage import ResultStore
+from omost_renderer.job_queue.jobs import JobRequest
+from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
+from omost_renderer.pipelines.rendering import RenderedImage
+from omost_renderer.storage.stores import ResultStore
 
 
 class StartMissingError(ValueError):

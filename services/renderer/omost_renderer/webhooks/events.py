@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from omost_renderer import constants
+from omost_renderer.job_queue import constants
 
 #: Prefix of a Standard Webhooks signing secret; base64 of the key bytes follows.
 SECRET_PREFIX = "whsec_"

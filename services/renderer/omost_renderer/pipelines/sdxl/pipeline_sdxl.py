@@ -29,22 +29,39 @@ from omost_schema import Canvas
 from omost_schema.occlusion import occlusion_conditions
 from PIL import Image
 
-from omost_renderer.attention_processor import RegionalContext, regional_attention_installed
-from omost_renderer.cfg_batch import GuidanceBatch, single_context, stack_for_guidance
-from omost_renderer.encoding import EncodedPrompt, TextEncoders, encode_plain, encode_regions
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend
-from omost_renderer.preview import latent_preview
-from omost_renderer.render_start import BASE_PASS, HIRES_PASS, RenderStart, finished_renders
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback, hires_size
-from omost_renderer.sampling import (
+from omost_renderer.pipelines.preview import latent_preview
+from omost_renderer.pipelines.render_start import (
+    BASE_PASS,
+    HIRES_PASS,
+    RenderStart,
+    finished_renders,
+)
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback, hires_size
+from omost_renderer.pipelines.sdxl.attention_processor import (
+    RegionalContext,
+    regional_attention_installed,
+)
+from omost_renderer.pipelines.sdxl.cfg_batch import (
+    GuidanceBatch,
+    single_context,
+    stack_for_guidance,
+)
+from omost_renderer.pipelines.sdxl.encoding import (
+    EncodedPrompt,
+    TextEncoders,
+    encode_plain,
+    encode_regions,
+)
+from omost_renderer.pipelines.sdxl.sampling import (
     SamplerBlend,
     omost_sigmas,
     sample_dpmpp_2m,
     sigma_to_timestep,
     training_sigmas,
 )
-from omost_renderer.sketch_start import sketch_start_pixels
-from omost_renderer.vae_codec import (
+from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.vae_codec import (
     TILE_ABOVE_LATENT_SIDE,
     TILE_LATENT_SIDE,
     VaeCodec,

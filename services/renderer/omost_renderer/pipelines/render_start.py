@@ -17,7 +17,7 @@ from omost_schema import Canvas, Rect
 from omost_schema.repaint import LATENT_CELL_PX, repaint_mask
 from PIL import Image
 
-from omost_renderer.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 
 if TYPE_CHECKING:
     import torch

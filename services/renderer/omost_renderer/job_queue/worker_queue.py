@@ -12,10 +12,11 @@ from typing import cast
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
-from omost_renderer.jobs import JobStatus
-from omost_renderer.worker_health import error_counter_field
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue import scripts as queue_scripts
+from omost_renderer.job_queue.jobs import JobStatus
+from omost_renderer.worker.health import error_counter_field
 
 #: A stream read as redis-py answers it: ``[(stream, [(entry id, fields), ...]), ...]``.
 StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]

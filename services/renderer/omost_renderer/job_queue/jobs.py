@@ -8,9 +8,9 @@ from enum import StrEnum
 from omost_schema import Canvas
 from pydantic import BaseModel, ConfigDict
 
-from omost_renderer.edits import EditPlan, EditView
-from omost_renderer.init_images import InitImage
-from omost_renderer.rendering import RenderParams
+from omost_renderer.edits.init_images import InitImage
+from omost_renderer.edits.plans import EditPlan, EditView
+from omost_renderer.pipelines.rendering import RenderParams
 
 
 class JobStatus(StrEnum):

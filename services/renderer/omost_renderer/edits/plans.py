@@ -22,7 +22,7 @@ from omost_schema import Canvas, Rect
 from omost_schema.diff import Aspect, RegionChange, describe_change, diff_canvases, repaint_rects
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from omost_renderer.rendering import MAX_IMAGES, RenderParams
+from omost_renderer.pipelines.rendering import MAX_IMAGES, RenderParams
 
 #: Job ids are 32 hex digits (``uuid4().hex``).
 JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]

@@ -14,12 +14,13 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
 
-from omost_renderer import constants, queue_scripts
 from omost_renderer.config import Settings
-from omost_renderer.edits import edit_event
+from omost_renderer.edits.plans import edit_event
 from omost_renderer.errors import ConflictError, IdempotencyKeyReusedError, QueueFullError
-from omost_renderer.jobs import JobNotes, JobRequest
-from omost_renderer.worker_queue import StreamReply
+from omost_renderer.job_queue import constants
+from omost_renderer.job_queue import scripts as queue_scripts
+from omost_renderer.job_queue.jobs import JobNotes, JobRequest
+from omost_renderer.job_queue.worker_queue import StreamReply
 
 # A submit whose idempotency key keeps being remapped under it (each remap needs a job to
 # expire) gives up after this many lookups; in practice the second call settles it.

@@ -22,7 +22,7 @@ from diffusers.models.attention_processor import (
     XFormersAttnProcessor,
 )
 
-from omost_renderer.attention import (
+from omost_renderer.pipelines.regional_attention import (
     masked_scaled_attention,
     region_bias,
     region_key_scale,

@@ -1,0 +1,1 @@
+"""The SDXL pipeline: regional cross-attention on the UNet, DPM++ 2M Karras, tiny components."""

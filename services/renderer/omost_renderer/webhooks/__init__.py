@@ -1,0 +1,1 @@
+"""Webhooks of render jobs: the request field, signatures, URL policy, and delivery."""

@@ -1,0 +1,1 @@
+"""The render worker: the job loop, its heartbeat and watch, failure kinds, health."""
