@@ -9,11 +9,18 @@ scheduler's own step written out in float32, so the loop keeps no scheduler stat
 An img2img start (the colour sketch, the hires pass) follows Omost's SDXL rule: a schedule of
 ``int(steps / strength)`` levels of which the last ``steps`` run, from
 ``x = (1 - s0) x0 + s0 noise`` (the scheduler's ``scale_noise``).
+
+The loop has a generator form, :func:`euler_steps`, for step-level batching (``step_batch``): it
+yields a :class:`FlowStep` (step index, latents, noise level as a Python float) whenever it needs
+the model's velocity and is sent the velocity back. Every decision of the loop is made on the host
+from the schedule's floats (``flow_sigmas(...).tolist()``, computed once per run), so a step reads
+nothing back from the device. :func:`sample_euler` drives it with a callable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +33,8 @@ from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE
 Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 #: Called after step ``i`` (0-based) with the new latent and the step's x0 estimate.
 FlowCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
-#: ``blend(i, x, sigma_next) -> x``: rewrites the latents after step ``i``.
-FlowBlend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``blend(i, x, sigma_next) -> x``: rewrites the latents after step ``i`` (``sigma_next`` a float).
+FlowBlend = Callable[[int, torch.Tensor, float], torch.Tensor]
 
 #: diffusers' FLUX.1-dev scheduler config (dynamic shifting by image size).
 FLUX_DEV_SCHEDULER: dict[str, Any] = {
@@ -100,6 +107,62 @@ def noised_start(x0: torch.Tensor | None, noise: torch.Tensor, sigma: torch.Tens
     return (1 - sigma) * x0.float() + sigma * noise
 
 
+@dataclass(frozen=True)
+class FlowStep:
+    """One velocity evaluation the Euler loop asks for.
+
+    Attributes:
+        index: The step, 0-based within the run (the regional schedule keys on it).
+        x: float32 latents at noise level ``sigma``, e.g. (k, N, 4C) packed tokens.
+        sigma: The noise level, a Python float (the schedule's float32 value).
+    """
+
+    index: int
+    x: torch.Tensor
+    sigma: float
+
+
+#: The Euler loop as a generator: yields ``FlowStep``, is sent the velocity, returns the latents.
+EulerSteps = Generator[FlowStep, torch.Tensor, torch.Tensor]
+
+
+def euler_steps(
+    latents: torch.Tensor,
+    sigmas: Sequence[float],
+    callback: FlowCallback | None = None,
+    blend: FlowBlend | None = None,
+) -> EulerSteps:
+    """Flow-matching Euler as a generator: the caller evaluates the model for each step.
+
+    Each step yields a :class:`FlowStep` and must be sent the velocity ``v`` at that step's
+    latents and noise level (any float dtype, the shape of ``x``). The arithmetic is float32
+    tensors times Python floats (the schedule's float32 values), the same numbers as the
+    scheduler's own step; nothing is read back from the device.
+
+    Args:
+        latents: Starting latents at ``sigmas[0]`` (made float32).
+        sigmas: Descending noise levels as floats (``flow_sigmas(...).tolist()``); ``len - 1``
+            steps run.
+        callback: Called after every step with the new latents and the step's x0 estimate;
+            raising stops the loop (the exception leaves the generator).
+        blend: Rewrites the latents after every step, before ``callback``.
+
+    Returns:
+        (as the generator's value) The final latents, float32.
+    """
+    x = latents.float()
+    for index in range(len(sigmas) - 1):
+        sigma, following = sigmas[index], sigmas[index + 1]
+        v = (yield FlowStep(index, x, sigma)).float()
+        denoised = x - sigma * v
+        x = x + (following - sigma) * v
+        if blend is not None:
+            x = blend(index, x, following)
+        if callback is not None:
+            callback(index, x, denoised)
+    return x
+
+
 def sample_euler(
     velocity: Velocity,
     latents: torch.Tensor,
@@ -109,8 +172,10 @@ def sample_euler(
 ) -> torch.Tensor:
     """Flow-matching Euler from ``latents`` at ``sigmas[0]`` down to ``sigmas[-1]``.
 
+    Drives :func:`euler_steps` with ``velocity``.
+
     Args:
-        velocity: The model's velocity prediction.
+        velocity: The model's velocity prediction (``sigma`` as a 0-dim tensor of ``sigmas``).
         latents: float32 starting latents.
         sigmas: Descending noise levels (``flow_sigmas``).
         callback: Called after every step; raising stops sampling.
@@ -120,14 +185,11 @@ def sample_euler(
     Returns:
         The final latents, float32.
     """
-    x = latents.float()
-    for index in range(len(sigmas) - 1):
-        sigma, following = sigmas[index], sigmas[index + 1]
-        v = velocity(index, x, sigma).float()
-        denoised = x - sigma * v
-        x = x + (following - sigma) * v
-        if blend is not None:
-            x = blend(index, x, following)
-        if callback is not None:
-            callback(index, x, denoised)
-    return x
+    steps = euler_steps(latents, sigmas.float().tolist(), callback, blend)
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(velocity(step.index, step.x, sigmas[step.index]))
+    except StopIteration as done:
+        result: torch.Tensor = done.value
+        return result

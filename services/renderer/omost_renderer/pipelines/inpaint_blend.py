@@ -25,22 +25,22 @@ import torch
 #: The last this many steps blend with the feathered mask (the earlier ones with the hard mask).
 FEATHER_LAST_STEPS = 3
 
+#: A noise level: a Python float (the samplers' step loops) or a 0-dim tensor.
+Sigma = float | torch.Tensor
 #: ``renoise(base, noise, sigma) -> the base at noise level sigma``.
-Renoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Renoise = Callable[[torch.Tensor, torch.Tensor, Sigma], torch.Tensor]
 #: ``blend(step, x, sigma_next) -> x``: applied by a sampler after step ``step`` (0-based).
-StepBlend = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+StepBlend = Callable[[int, torch.Tensor, Sigma], torch.Tensor]
 
 
 def renoise_variance_exploding(
-    base: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor
+    base: torch.Tensor, noise: torch.Tensor, sigma: Sigma
 ) -> torch.Tensor:
     """k-diffusion's noising (SDXL's samplers): ``base + noise * sigma``."""
     return base + noise * sigma
 
 
-def renoise_flow_match(
-    base: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor
-) -> torch.Tensor:
+def renoise_flow_match(base: torch.Tensor, noise: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """Flow matching's noising (FLUX): ``(1 - sigma) * base + sigma * noise``."""
     return (1.0 - sigma) * base + sigma * noise
 
@@ -72,14 +72,16 @@ class InpaintBlend:
             return self.mask
         return (self.mask > 0).to(self.mask.dtype)
 
-    def start(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def start(self, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
         """The starting latent: ``x`` inside the (hard) repaint area, the noised base outside."""
         return self._mix((self.mask > 0).to(self.mask.dtype), x, sigma)
 
-    def __call__(self, step: int, x: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    def __call__(self, step: int, x: torch.Tensor, sigma_next: Sigma) -> torch.Tensor:
         """Blend the latent after step ``step``, which brought it to ``sigma_next``."""
         return self._mix(self.mask_at(step), x, sigma_next)
 
-    def _mix(self, mask: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        kept = self.renoise(self.base, self.noise, sigma.to(x.dtype))
+    def _mix(self, mask: torch.Tensor, x: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+        # A float sigma stays on the host: the step loops pass the schedule's floats.
+        level = sigma.to(x.dtype) if isinstance(sigma, torch.Tensor) else sigma
+        kept = self.renoise(self.base, self.noise, level)
         return mask * x + (1.0 - mask) * kept
