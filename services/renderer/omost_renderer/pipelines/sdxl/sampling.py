@@ -160,7 +160,9 @@ def schedule_of(sigmas: torch.Tensor, train_sigmas: torch.Tensor | None = None) 
     sigmas32 = sigmas.detach().to("cpu", torch.float32)
     wide = sigmas32.double()
     train = training_sigmas() if train_sigmas is None else train_sigmas.cpu()
-    ratios, weights, history = [], [], []
+    ratios: list[float] = []
+    weights: list[float] = []
+    history: list[float | None] = []
     for i in range(len(wide) - 1):
         sigma, sigma_next = wide[i], wide[i + 1]
         if float(sigma_next) == 0.0:
