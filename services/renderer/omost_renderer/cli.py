@@ -42,6 +42,7 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
     from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
     from omost_renderer.pipelines.joint_mask import ImageAttention
     from omost_renderer.pipelines.loading import load_renderer
+    from omost_renderer.pipelines.speed_options import SpeedOptions
 
     schedule = RegionalSchedule(
         regional_steps=settings.regional_steps,
@@ -55,6 +56,11 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
         getattr(torch, settings.dtype),
         single_file_config=settings.single_file_config,
         schedule=schedule,
+        speed=SpeedOptions(
+            compile=settings.compile,
+            channels_last=settings.channels_last,
+            fuse_qkv=settings.fuse_qkv,
+        ),
     )
 
 

@@ -76,6 +76,27 @@ class Settings(BaseSettings):
     dtype: Literal["float16", "bfloat16", "float32"] = Field(
         default="float16", description="Torch dtype of the pipeline weights."
     )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the denoiser's repeated blocks at load (regional compilation;"
+        " the first render pays the compile). Off until measured (`make bench BENCH=gpu`).",
+    )
+    channels_last: bool = Field(
+        default=False,
+        description="SDXL: UNet weights in channels-last memory format. Off until measured;"
+        " refused for FLUX.",
+    )
+    fuse_qkv: bool = Field(
+        default=False,
+        description="Fused query/key/value projections of the denoiser's attention (SDXL, FLUX.1)."
+        " Off until measured.",
+    )
+    text_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        le=4096,
+        description="Bound of the worker's cache of encoded prompts, in MiB (0: no cache).",
+    )
     worker_name: str | None = Field(
         default=None, description="Consumer name of this worker; `<host>-<pid>` when unset."
     )

@@ -21,6 +21,7 @@ from omost_renderer.pipelines.families import Family, detect_family
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 from omost_renderer.pipelines.sdxl.encoding import TextEncoders
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options
 
 TINY = "tiny"
 TINY_FLUX = "tiny-flux"
@@ -143,6 +144,7 @@ def load_renderer(
     *,
     single_file_config: str | None = None,
     schedule: RegionalSchedule | None = None,
+    speed: SpeedOptions | None = None,
 ) -> OmostSDXLPipeline | OmostFluxPipeline:
     """Load the Omost renderer of the model's family (SDXL or FLUX.1).
 
@@ -155,14 +157,22 @@ def load_renderer(
         single_file_config: For a ``.safetensors`` file: a hub id or local diffusers folder whose
             configs and tokenizers describe it (needed offline); default inferred from the file.
         schedule: Where a FLUX model's regional mask applies (default: ``RegionalSchedule()``).
+        speed: Compile, channels-last and fused QKV for the denoiser (default: none), applied
+            once the model is on its device.
 
     Returns:
         A ``CanvasRenderer``.
+
+    Raises:
+        SpeedOptionError: For a speed option the model's family cannot take.
     """
     device = device or default_device()
     dtype = dtype or default_dtype(device)
+    speed = speed or SpeedOptions()
     if detect_family(model, single_file_config) is Family.FLUX:
-        return _load_flux(model, device, dtype, single_file_config, schedule)
+        flux = _load_flux(model, device, dtype, single_file_config, schedule)
+        apply_speed_options(flux.transformer, Family.FLUX, speed)
+        return flux
     if model == TINY:
         from omost_renderer.pipelines.sdxl.tiny import tiny_components
 
@@ -180,4 +190,6 @@ def load_renderer(
         components = _load_single_file(Path(model), dtype, single_file_config)
     else:
         components = _load_pretrained(model, dtype)
-    return _from_components(components, device, dtype, model)
+    sdxl = _from_components(components, device, dtype, model)
+    apply_speed_options(sdxl.unet, Family.SDXL, speed)
+    return sdxl

@@ -46,6 +46,23 @@ def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     return x.reshape(*x.shape[:-1], -1, head_dim)
 
 
+def _projections(
+    attn: Any, states: torch.Tensor, *, added: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value (B, S, D) of ``states``: one fused GEMM when the layer is fused.
+
+    ``OMOST_RENDERER_FUSE_QKV`` gives each layer ``to_qkv`` (and ``to_added_qkv`` for the text
+    stream) next to the separate projections, as diffusers' ``fuse_projections`` does.
+    """
+    if getattr(attn, "fused_projections", False):
+        fused = attn.to_added_qkv if added else attn.to_qkv
+        q, k, v = fused(states).chunk(3, dim=-1)
+        return q, k, v
+    if added:
+        return attn.add_q_proj(states), attn.add_k_proj(states), attn.add_v_proj(states)
+    return attn.to_q(states), attn.to_k(states), attn.to_v(states)
+
+
 class RegionalProcessorBase:
     """What the regional FLUX processors share: the block index, the dispatch, the mask and blend.
 
@@ -110,13 +127,15 @@ class RegionalFluxAttnProcessor(RegionalProcessorBase):
         image_rotary_emb: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # The same projections, norms and order as diffusers' FluxAttnProcessor.
-        query = attn.norm_q(_heads(attn.to_q(hidden_states), attn.head_dim))
-        key = attn.norm_k(_heads(attn.to_k(hidden_states), attn.head_dim))
-        value = _heads(attn.to_v(hidden_states), attn.head_dim)
+        q, k, v = _projections(attn, hidden_states)
+        query = attn.norm_q(_heads(q, attn.head_dim))
+        key = attn.norm_k(_heads(k, attn.head_dim))
+        value = _heads(v, attn.head_dim)
         if encoder_hidden_states is not None and attn.added_kv_proj_dim is not None:
-            eq = attn.norm_added_q(_heads(attn.add_q_proj(encoder_hidden_states), attn.head_dim))
-            ek = attn.norm_added_k(_heads(attn.add_k_proj(encoder_hidden_states), attn.head_dim))
-            ev = _heads(attn.add_v_proj(encoder_hidden_states), attn.head_dim)
+            eq, ek, ev = _projections(attn, encoder_hidden_states, added=True)
+            eq = attn.norm_added_q(_heads(eq, attn.head_dim))
+            ek = attn.norm_added_k(_heads(ek, attn.head_dim))
+            ev = _heads(ev, attn.head_dim)
             query = torch.cat([eq, query], dim=1)
             key = torch.cat([ek, key], dim=1)
             value = torch.cat([ev, value], dim=1)

@@ -19,6 +19,7 @@ import torch
 from diffusers.models.attention_processor import (
     Attention,
     AttnProcessor2_0,
+    FusedAttnProcessor2_0,
     XFormersAttnProcessor,
 )
 
@@ -140,8 +141,12 @@ class RegionalAttnProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
 
         query = attn.to_q(hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
+        if getattr(attn, "fused_projections", False):
+            # OMOST_RENDERER_FUSE_QKV: one GEMM for key and value (diffusers' ``to_kv``).
+            key, value = attn.to_kv(encoder_hidden_states).chunk(2, dim=-1)
+        else:
+            key = attn.to_k(encoder_hidden_states)
+            value = attn.to_v(encoder_hidden_states)
         head_dim = key.shape[-1] // attn.heads
         query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
         key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
@@ -164,22 +169,30 @@ class RegionalAttnProcessor:
         return result
 
 
-def self_attention_processor(device: torch.device) -> Any:
+def self_attention_processor(device: torch.device, *, fused: bool = False) -> Any:
     """Diffusers' standard processor for self-attention: xformers on CUDA when installed, else SDPA.
 
     Args:
         device: Where the UNet runs.
+        fused: The UNet's projections are fused (``OMOST_RENDERER_FUSE_QKV``): diffusers'
+            processor that reads ``to_qkv``.
 
     Returns:
-        An ``XFormersAttnProcessor`` or an ``AttnProcessor2_0``.
+        A ``FusedAttnProcessor2_0``, an ``XFormersAttnProcessor`` or an ``AttnProcessor2_0``.
     """
+    if fused:
+        return FusedAttnProcessor2_0()  # type: ignore[no-untyped-call]
     if device.type == "cuda" and importlib.util.find_spec("xformers") is not None:
         return XFormersAttnProcessor()
     return AttnProcessor2_0()  # type: ignore[no-untyped-call]
 
 
 def regional_processors(
-    processor_names: Iterator[str] | list[str], context: RegionalContext, device: torch.device
+    processor_names: Iterator[str] | list[str],
+    context: RegionalContext,
+    device: torch.device,
+    *,
+    fused: bool = False,
 ) -> dict[str, Any]:
     """Processor map for ``unet.set_attn_processor``: regional on ``attn2``, standard elsewhere.
 
@@ -189,12 +202,13 @@ def regional_processors(
         processor_names: Keys of ``unet.attn_processors``.
         context: The run's regions.
         device: Where the UNet runs.
+        fused: The UNet's projections are fused (see ``self_attention_processor``).
 
     Returns:
         One processor per name.
     """
     regional = RegionalAttnProcessor(context)
-    plain = self_attention_processor(device)
+    plain = self_attention_processor(device, fused=fused)
     return {
         name: regional if name.endswith("attn2.processor") else plain for name in processor_names
     }
@@ -214,7 +228,10 @@ def regional_attention_installed(
         The regional processor (shared by every cross-attention layer).
     """
     previous = dict(unet.attn_processors)
-    processors = regional_processors(list(previous), context, unet.device)
+    # ``fuse_qkv`` fuses every layer or none: the first layer tells.
+    first = unet.get_submodule(next(iter(previous)).removesuffix(".processor"))
+    fused = bool(getattr(first, "fused_projections", False))
+    processors = regional_processors(list(previous), context, unet.device, fused=fused)
     regional = next(p for p in processors.values() if isinstance(p, RegionalAttnProcessor))
     # set_attn_processor consumes the dict it is given: hand it copies.
     unet.set_attn_processor(dict(processors))
