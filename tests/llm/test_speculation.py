@@ -1,9 +1,12 @@
-"""Prompt lookup's drafts and the speculative acceptance rule, checked exactly."""
+"""Prompt lookup's and jump-forward's drafts and the speculative acceptance rule."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
+from omost_llm.backends.jump_forward import MAX_FORCED_DRAFT, forced_draft
 from omost_llm.backends.speculation import PromptLookup, accept_draft, residual, token_probs
 
 
@@ -65,3 +68,53 @@ def test_token_probs_applies_temperature_and_the_nucleus() -> None:
     assert torch.allclose(token_probs(logits.clone(), 1.0, 1.0), torch.tensor([0.6, 0.3, 0.1]))
     nucleus = token_probs(logits.clone(), 1.0, 0.8)
     assert torch.allclose(nucleus, torch.tensor([2 / 3, 1 / 3, 0.0]))
+
+
+class _Matcher:
+    """Stands in for a ``GrammarMatcher`` whose grammar forces ``forced`` next."""
+
+    def __init__(self, forced: str) -> None:
+        self.forced = forced
+
+    def find_jump_forward_string(self) -> str:
+        return self.forced
+
+
+class _Tokenizer:
+    """Characters are tokens, except that ``ab`` and ``",`` are one token each."""
+
+    merges: ClassVar[dict[str, int]] = {'",': 100, "ab": 101}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        ids, i = [], 0
+        while i < len(text):
+            if text[i : i + 2] in self.merges:
+                ids.append(self.merges[text[i : i + 2]])
+                i += 2
+            else:
+                ids.append(ord(text[i]))
+                i += 1
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        names = {v: k for k, v in self.merges.items()}
+        return "".join(names.get(i, chr(i)) for i in ids)
+
+
+def test_the_forced_draft_is_the_tokenizers_split_after_the_sampled_token() -> None:
+    tokenizer = _Tokenizer()
+    # The sampled token stays a token of its own: the seam's split of the rest is the draft.
+    assert forced_draft(_Matcher('ab"'), tokenizer, ord("x"), 8) == [101, ord('"')]
+    # The tokenizer would merge the sampled '"' with the forced ',': the model chose another
+    # split already, so the forced text is tokenized on its own.
+    assert forced_draft(_Matcher(',"k'), tokenizer, ord('"'), 8) == [ord(","), ord('"'), ord("k")]
+    # Before the first token there is no seam.
+    assert forced_draft(_Matcher('",'), tokenizer, None, 8) == [100]
+
+
+def test_the_forced_draft_is_bounded_and_empty_when_nothing_is_forced() -> None:
+    tokenizer = _Tokenizer()
+    assert forced_draft(_Matcher(""), tokenizer, ord("x"), 8) == []
+    assert forced_draft(_Matcher("xyz"), tokenizer, ord("x"), 2) == [ord("x"), ord("y")]
+    assert forced_draft(_Matcher("xyz"), tokenizer, ord("x"), 0) == []
+    assert len(forced_draft(_Matcher("x" * 100), tokenizer, None, 1000)) == MAX_FORCED_DRAFT

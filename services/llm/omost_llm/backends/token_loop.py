@@ -1,11 +1,14 @@
 """The in-process decoding loop, masked by an xgrammar matcher if any.
 
-Each forward pass feeds the tokens not yet in the KV cache: the last sampled token, the tokens
-jump-forward appended after it (forced by the grammar), and a prompt-lookup draft to verify.
-Every position's logits are masked with the grammar state after the tokens before it, and
-tokens are accepted into the matcher one at a time, so a draft that strays from the grammar is
-simply rejected there and nothing refused is ever produced. The cache is cut back to the
-accepted tokens after each pass.
+Each forward pass feeds the tokens not yet in the KV cache: the last sampled token and a draft
+to verify after it, made of the tokens of the text the grammar forces (jump-forward) and then a
+prompt-lookup continuation. Every position's logits are masked with the grammar state after the
+tokens before it, and tokens are accepted into the matcher one at a time, so a draft that strays
+from the grammar is simply rejected there and nothing refused is ever produced; greedy keeps the
+draft tokens that equal the masked argmax, sampling uses the speculative acceptance rule, so the
+answer (greedy) or its distribution (sampling) is the one decoding without drafts gives. The
+first rejected position yields the model's own token, so every pass makes progress. The cache is
+cut back to the accepted tokens after each pass.
 
 Runs in a worker thread; it reports through a callback and stops when asked (client gone),
 checking before every forward pass.
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from omost_llm.backends.jump_forward import jump_forward
+from omost_llm.backends.jump_forward import forced_draft
 from omost_llm.backends.prefix_cache import PrefixCache
 from omost_llm.backends.speculation import PromptLookup, accept_draft, token_probs
 from omost_llm.protocol import GenerationEnd, GenerationEvent, TextDelta
@@ -35,9 +38,11 @@ class LoopParams:
         top_p: Nucleus sampling mass.
         seed: Sampling seed.
         stop: Stop strings.
-        lookup_tokens: Most prompt-lookup draft tokens per forward pass (0: off).
+        lookup_tokens: Most prompt-lookup draft tokens per forward pass (0: off); they follow
+            the forced draft, if any.
         lookup_ngram: Tokens matched against the prompt to find a draft.
-        jump_forward: Append the tokens the grammar forces without sampling them.
+        jump_forward: Draft the tokens of the text the grammar forces (at most
+            ``jump_forward.MAX_FORCED_DRAFT`` per pass).
     """
 
     max_tokens: int
@@ -56,11 +61,12 @@ class DecodeStats:
 
     Attributes:
         forward_passes: Forward passes of the model.
-        verifications: Passes that carried a draft.
-        drafted: Draft tokens proposed.
-        accepted: Draft tokens accepted.
-        jumps: Jump-forward appends.
-        forced: Tokens jump-forward appended (net of the re-tokenized seam token).
+        verifications: Passes that carried a prompt-lookup draft.
+        drafted: Prompt-lookup draft tokens proposed.
+        accepted: Prompt-lookup draft tokens accepted.
+        jumps: Passes that carried a forced (jump-forward) draft.
+        forced_drafted: Forced draft tokens proposed.
+        forced: Forced draft tokens accepted (appended without a pass of their own).
         tokens: Tokens generated.
         prefill_s: Seconds of the first forward pass (the prompt), a part of every answer's
             time that no decoding technique shortens.
@@ -72,6 +78,7 @@ class DecodeStats:
     drafted: int = 0
     accepted: int = 0
     jumps: int = 0
+    forced_drafted: int = 0
     forced: int = 0
     tokens: int = 0
     prefill_s: float = 0.0
@@ -131,10 +138,8 @@ class TextAssembler:
         """Add a token; return the new complete text."""
         return self.extend([token_id])
 
-    def extend(self, token_ids: list[int], *, replace_last: bool = False) -> str:
-        """Add tokens (replacing the last one, whose text they start with); return new text."""
-        if replace_last:
-            self._ids.pop()
+    def extend(self, token_ids: list[int]) -> str:
+        """Add tokens; return the new complete text."""
         self._ids.extend(token_ids)
         full = str(self._tokenizer.decode(self._ids, skip_special_tokens=True))
         if full.endswith("\ufffd") or not full.startswith(self.text):
@@ -152,10 +157,10 @@ class _Output:
         self._emit = emit
         self._tokens = 0
 
-    def add(self, tokens: list[int], *, replace_last: bool = False) -> bool:
+    def add(self, tokens: list[int]) -> bool:
         """Add tokens and send the new text; return True when a stop string has appeared."""
-        self._tokens += len(tokens) - (1 if replace_last else 0)
-        delta = self._assembler.extend(tokens, replace_last=replace_last)
+        self._tokens += len(tokens)
+        delta = self._assembler.extend(tokens)
         text = self._assembler.text
         cut = _stop_index(text, self._stop)
         if cut is not None:
@@ -211,11 +216,7 @@ def run_loop(
         while len(generated) < params.max_tokens:
             if cancel.is_set():
                 break
-            room = params.max_tokens - len(generated)
-            drafts: list[int] = []
-            if lookup is not None and generated:
-                # Leave room for the token that follows the last accepted draft.
-                drafts = lookup.propose(prompt_ids + generated, min(params.lookup_tokens, room - 1))
+            forced, drafts = _drafts(params, lookup, matcher, tokenizer, prompt_ids, generated)
             started = time.perf_counter()
             inputs = torch.tensor([pending + drafts], device=model.device)
             # Logits only where a new token is predicted: after pending[-1] and each draft.
@@ -226,13 +227,10 @@ def run_loop(
             if not stats.forward_passes:
                 stats.prefill_s = time.perf_counter() - started
             stats.forward_passes += 1
-            if drafts:
-                stats.verifications += 1
-                stats.drafted += len(drafts)
             new, accepted, ended = _verify(
                 rows, drafts, params, matcher, bitmask, stop_ids, generator
             )
-            stats.accepted += accepted
+            _count(stats, forced, len(drafts) - forced, accepted)
             generated += new
             # The cache holds pending and every draft; keep pending and the accepted drafts.
             cached += len(pending) + accepted
@@ -244,19 +242,6 @@ def run_loop(
                 finish = "stop"
                 break
             pending = [new[-1]]
-            if params.jump_forward and matcher is not None and len(generated) < params.max_tokens:
-                jump = jump_forward(matcher, tokenizer, new[-1], params.max_tokens - len(generated))
-                if jump is not None:
-                    stats.jumps += 1
-                    stats.forced += len(jump.tokens) - (1 if jump.replaces_last else 0)
-                    if jump.replaces_last:
-                        generated.pop()
-                        pending = []
-                    generated += jump.tokens
-                    pending += jump.tokens
-                    if output.add(jump.tokens, replace_last=jump.replaces_last):
-                        finish = "stop"
-                        break
     stats.tokens = len(generated)
     if prefix is not None:
         # The cache holds the prompt and every generated token but those still pending.
@@ -272,6 +257,44 @@ def run_loop(
         forced_tokens=stats.forced,
     )
     emit(end)
+
+
+def _drafts(
+    params: LoopParams,
+    lookup: PromptLookup | None,
+    matcher: Any,
+    tokenizer: Any,
+    prompt_ids: list[int],
+    generated: list[int],
+) -> tuple[int, list[int]]:
+    """The next pass's draft: the forced tokens, then a prompt-lookup continuation.
+
+    Returns:
+        How many of the draft's tokens are forced (they come first), and the draft. It leaves
+        room for the token chosen after it within ``max_tokens``.
+    """
+    room = params.max_tokens - len(generated) - 1
+    drafts: list[int] = []
+    if params.jump_forward and matcher is not None:
+        drafts = forced_draft(matcher, tokenizer, generated[-1] if generated else None, room)
+    forced = len(drafts)
+    if lookup is not None and generated:
+        most = min(params.lookup_tokens, room - forced)
+        drafts += lookup.propose(prompt_ids + generated + drafts, most)
+    return forced, drafts
+
+
+def _count(stats: DecodeStats, forced: int, looked_up: int, accepted: int) -> None:
+    """Add one pass's drafts to ``stats``: the forced ones come first in the draft."""
+    forced_accepted = min(forced, accepted)
+    if forced:
+        stats.jumps += 1
+        stats.forced_drafted += forced
+        stats.forced += forced_accepted
+    if looked_up:
+        stats.verifications += 1
+        stats.drafted += looked_up
+        stats.accepted += accepted - forced_accepted
 
 
 def _verify(
