@@ -1,0 +1,594 @@
+"""Omost's regional prompts on FLUX.2 klein as one readable pipeline.
+
+``OmostFlux2Pipeline.render_steps`` turns a ``Canvas`` into images in numbered steps, as a
+generator of model calls (``step_batch``); ``render`` drives it alone:
+
+1. check the inputs, and the parameters this model does not take (``family_params``);
+2. encode the canvas: every region's Qwen3 states concatenated, each region's positions from 0
+   (``encoding``), and the joint attention mask of its regions (``joint_mask``); for klein base
+   (not step-distilled) also the negative prompt, for classifier-free guidance;
+3. prepare the starting latents: noise from CPU generators in the stock pipeline's patchified
+   shape (a seed gives the same image on any device), optionally on top of the blurred colour
+   sketch (or an init image) by flow-matching interpolation (``sketch_start``, ``flow_match``);
+4. denoise with flow-matching Euler on FLUX.2's schedule (``sampling``), yielding one
+   ``DenoiseCall`` per step; the regional mask reaches the attention processors
+   (``attention_processor``) through ``joint_attention_kwargs`` in the first ``regional_steps``
+   steps, at every ``regional_blocks``-th block, blended with an unmasked pass by ``base_ratio``;
+5. the hires fix when ``hires_scale > 1.05`` (Omost's rule): decode, LANCZOS upscale, encode,
+   denoise again from ``hires_denoise``;
+6. decode with the VAE (``vae_codec``: per image, tiled above a size).
+
+``denoise_batch`` evaluates the calls of several renders in one transformer call when they
+share a key: the token grid, each region's text length (the text positions depend on it), the
+negative prompt's length and whether the mask applies at this step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omost_schema import Canvas
+from omost_schema.occlusion import region_conditions
+from PIL import Image
+
+from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
+from omost_renderer.pipelines.flow_match import EulerSteps, euler_steps, noised_start
+from omost_renderer.pipelines.flux.attention_processor import RegionalMask
+from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
+from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
+from omost_renderer.pipelines.flux2.encoding import (
+    QWEN_MAX_TOKENS,
+    Flux2Prompt,
+    Flux2TextEncoder,
+    encode_canvas,
+    encode_text,
+    text_positions,
+)
+from omost_renderer.pipelines.flux2.latents import (
+    LatentStats,
+    UnitScaleVae,
+    image_positions,
+    noise_tokens,
+    token_grid,
+)
+from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
+from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
+from omost_renderer.pipelines.joint_mask import joint_bias
+from omost_renderer.pipelines.packed_latents import PATCH, pack
+from omost_renderer.pipelines.render_start import (
+    BASE_PASS,
+    HIRES_PASS,
+    RenderStart,
+    finished_renders,
+)
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
+from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.step_batch import DenoiseCall, RenderSteps, render_alone
+from omost_renderer.pipelines.step_progress import StepProgress
+from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
+
+FAMILY = "flux2"
+#: One denoising pass as a generator of model calls; its value is the pass's final tokens.
+PassSteps = Generator[DenoiseCall, torch.Tensor, torch.Tensor]
+SAMPLER_NAME = "flow-match Euler"
+#: klein base's guidance scale when a request leaves ``cfg`` unset (diffusers' default).
+DEFAULT_CFG = 4.0
+#: klein base's negative prompt when a request leaves it unset (the stock pipeline's).
+DEFAULT_NEGATIVE = ""
+
+
+@dataclass(frozen=True)
+class _Conditioning:
+    """A render's text on the transformer's device, its mask and positions at one latent size.
+
+    Attributes:
+        prompt: The canvas's text (embeds on the transformer's device and dtype).
+        mask: (1, 1, T + N, T + N) regional bias, or ``None`` (one region, or not regional).
+        image_ids: (N, 4) image-token positions.
+        rows: Token rows.
+        cols: Token columns.
+        negative: (1, Tn, D) the negative prompt's states when guidance runs, else ``None``.
+        cfg: The guidance scale (used only with ``negative``).
+    """
+
+    prompt: Flux2Prompt
+    mask: torch.Tensor | None
+    image_ids: torch.Tensor
+    rows: int
+    cols: int
+    negative: torch.Tensor | None
+    cfg: float
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one render asks of the model at one step (a ``DenoiseCall``'s payload).
+
+    Attributes:
+        x: float32 (k, N, F) latents at ``sigma``.
+        sigma: The noise level (the schedule's float).
+        conditioning: The render's text, mask and positions.
+        masked: Whether the regional mask applies at this step.
+    """
+
+    x: torch.Tensor
+    sigma: float
+    conditioning: _Conditioning
+    masked: bool
+
+
+class OmostFlux2Pipeline:
+    """FLUX.2 klein with Omost's regional prompts; implements ``CanvasRenderer`` and batching.
+
+    Args:
+        transformer: A diffusers ``Flux2Transformer2DModel`` (without guidance embedding).
+        vae: A diffusers ``AutoencoderKLFlux2``.
+        encoder: The Qwen tokenizer and text encoder.
+        scheduler_config: The model's ``FlowMatchEulerDiscreteScheduler`` config.
+        is_distilled: Step-distilled (klein: no guidance) or base (classifier-free guidance).
+        model_name: Reported in each image's metadata.
+        schedule: Where the regional mask applies.
+        preview_every: A preview image every this many steps (and at the last).
+        max_region_tokens: Qwen tokens of one region at most (the stock 512 by default); the
+            negative prompt has the same bound.
+        regional: ``False`` keeps diffusers' stock processors (a reference for tests).
+    """
+
+    #: Renders from a ``RenderStart`` (edits, init images).
+    supports_start = True
+
+    def __init__(
+        self,
+        transformer: Any,
+        vae: Any,
+        encoder: Flux2TextEncoder,
+        *,
+        scheduler_config: dict[str, Any] | None = None,
+        is_distilled: bool = True,
+        model_name: str = FAMILY,
+        schedule: RegionalSchedule | None = None,
+        preview_every: int = 5,
+        max_region_tokens: int = QWEN_MAX_TOKENS,
+        regional: bool = True,
+    ) -> None:
+        if transformer.config.guidance_embeds:
+            raise ValueError(
+                "this FLUX.2 transformer embeds distilled guidance (FLUX.2 dev); only klein"
+                " (Flux2KleinPipeline) is supported"
+            )
+        if not 1 <= max_region_tokens <= QWEN_MAX_TOKENS:
+            raise ValueError(f"max_region_tokens must be within 1..{QWEN_MAX_TOKENS}")
+        self.transformer = transformer
+        self.vae = vae
+        self.codec = VaeCodec(UnitScaleVae(vae))
+        self.stats = LatentStats.of(vae)
+        self.encoder = encoder
+        self.scheduler_config = dict(scheduler_config or FLUX2_SCHEDULER)
+        self.is_distilled = is_distilled
+        self.model_name = model_name
+        self.schedule = schedule or RegionalSchedule()
+        self.preview_every = preview_every
+        self.max_region_tokens = max_region_tokens
+        self.regional = regional
+        if regional:
+            # Once: the processors hold their block index only, never a render's state.
+            install_regional_flux2_processors(transformer)
+        self.vae_scale_factor = self.codec.scale_factor
+
+    @property
+    def device(self) -> torch.device:
+        """Where the transformer runs."""
+        return self.transformer.device  # type: ignore[no-any-return]
+
+    @property
+    def family_params(self) -> FamilyParams:
+        """What the model takes: distilled klein no guidance or negative prompt, klein base both."""
+        guided = not self.is_distilled
+        return FamilyParams(
+            family=FAMILY, cfg="cfg" if guided else None, negative_prompt=guided, hires=True
+        )
+
+    # -- 1. inputs ---------------------------------------------------------------------------
+    def check_inputs(self, params: RenderParams) -> None:
+        """Refuse sizes the token grid cannot hold and parameters this model does not take.
+
+        Raises:
+            ValueError: When width or height is not a multiple of 16 (VAE 8x, 2x2 patches).
+            UnsupportedParamError: ``cfg`` or ``negative_prompt`` set for a distilled model.
+        """
+        multiple = self.vae_scale_factor * PATCH
+        for side in (params.width, params.height):
+            if side % multiple:
+                raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+        check_family_params(self.family_params, params)
+
+    # -- 2. conditioning ---------------------------------------------------------------------
+    def _cfg(self, params: RenderParams) -> float:
+        if self.is_distilled:
+            return 1.0
+        return params.cfg if is_set(params, "cfg") else DEFAULT_CFG
+
+    def condition(
+        self, canvas: Canvas, params: RenderParams, rows: int, cols: int
+    ) -> _Conditioning:
+        """Encode the canvas (and the negative prompt when guidance runs) for a token grid.
+
+        ``params.mask_mode="occlusion"`` removes nearer boxes from farther regions' masks
+        (``omost_schema.occlusion``), as the other families do.
+        """
+        conditions = region_conditions(canvas, params.mask_mode)
+        prompt = encode_canvas(self.encoder, conditions, self.max_region_tokens)
+        dtype = self.transformer.dtype
+        prompt = Flux2Prompt(
+            prompt.embeds.to(self.device, dtype),
+            prompt.token_region,
+            prompt.masks,
+            prompt.text_ids.to(self.device),
+        )
+        cfg = self._cfg(params)
+        negative = None
+        if cfg > 1.0:
+            text = params.negative_prompt if is_set(params, "negative_prompt") else DEFAULT_NEGATIVE
+            negative = encode_text(self.encoder, text, self.max_region_tokens)
+            negative = negative.to(self.device, dtype)
+        return self.conditioning_at(prompt, rows, cols, negative, cfg)
+
+    def conditioning_at(
+        self,
+        prompt: Flux2Prompt,
+        rows: int,
+        cols: int,
+        negative: torch.Tensor | None,
+        cfg: float,
+    ) -> _Conditioning:
+        """An encoded prompt's conditioning for a token grid: its mask and image positions.
+
+        The hires pass calls this with the base pass's prompt, so the text is encoded once.
+        """
+        mask = None
+        if self.regional:
+            mask = joint_bias(
+                prompt.token_region,
+                prompt.masks,
+                rows,
+                cols,
+                image_attention=self.schedule.image_attention,
+                area_scale=self.schedule.area_scale,
+                dtype=self.transformer.dtype,
+            )
+        return _Conditioning(
+            prompt=prompt,
+            mask=None if mask is None else mask.to(self.device),
+            image_ids=image_positions(rows, cols).to(self.device),
+            rows=rows,
+            cols=cols,
+            negative=negative,
+            cfg=cfg,
+        )
+
+    # -- 3. latents ----------------------------------------------------------------------------
+    def _noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        rows, cols = token_grid(height, width, self.vae_scale_factor)
+        features = self.transformer.config.in_channels
+        return noise_tokens(generators, features, rows, cols).to(self.device)
+
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """VAE-encode pixels in [-1, 1], (k, 3, H, W), to normalised tokens, float32 (k, N, F)."""
+        return self.stats.to_tokens(self.codec.encode(pixels)).to(self.device)
+
+    def decode(self, tokens: torch.Tensor, height: int, width: int) -> list[Image.Image]:
+        """Decode the tokens of ``height`` x ``width`` images to RGB images."""
+        size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        latents = self.stats.to_latents(tokens.float().cpu(), *size)
+        return [Image.fromarray(array) for array in self.codec.decode(latents)]
+
+    # -- 4. denoising --------------------------------------------------------------------------
+    @torch.inference_mode()
+    def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
+        """Evaluate the velocity of calls that share a key in one transformer call.
+
+        Args:
+            calls: ``DenoiseCall``s of this pipeline with one key.
+
+        Returns:
+            Each call's velocity, float32 (k, N, F), in order.
+        """
+        steps: list[_Step] = [call.payload for call in calls]
+        first = steps[0].conditioning
+        sizes = [step.x.shape[0] for step in steps]
+        dtype = self.transformer.dtype
+        x = torch.cat([step.x for step in steps]).to(self.device, dtype)
+        levels = [s.sigma for s, k in zip(steps, sizes, strict=True) for _ in range(k)]
+        sigma = torch.tensor(levels).to(self.device, dtype)
+        embeds = torch.cat(
+            [
+                s.conditioning.prompt.embeds.expand(k, -1, -1)
+                for s, k in zip(steps, sizes, strict=True)
+            ]
+        )
+        regional = None
+        if steps[0].masked:
+            bias = torch.cat(
+                [
+                    _bias(s.conditioning).expand(k, -1, -1, -1)
+                    for s, k in zip(steps, sizes, strict=True)
+                ]
+            )
+            every, ratio = self.schedule.regional_blocks, self.schedule.base_ratio
+            regional = RegionalMask(bias, embeds.shape[1], every, ratio)
+        velocity = self._velocity(
+            x, sigma, embeds, first.prompt.text_ids, first.image_ids, regional
+        )
+        if first.negative is not None:
+            negatives = torch.cat(
+                [
+                    _negative(s.conditioning).expand(k, -1, -1)
+                    for s, k in zip(steps, sizes, strict=True)
+                ]
+            )
+            lengths = [negatives.shape[1]]
+            unguided = self._velocity(
+                x, sigma, negatives, text_positions(lengths).to(self.device), first.image_ids, None
+            )
+            scale = torch.cat(
+                [torch.full((k,), s.conditioning.cfg) for s, k in zip(steps, sizes, strict=True)]
+            )
+            scale = scale.to(self.device)[:, None, None]
+            velocity = unguided + scale * (velocity - unguided)
+        return list(torch.split(velocity, sizes))
+
+    def _velocity(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        embeds: torch.Tensor,
+        text_ids: torch.Tensor,
+        image_ids: torch.Tensor,
+        regional: RegionalMask | None,
+    ) -> torch.Tensor:
+        kwargs = {"regional_mask": regional} if self.regional else None
+        out = self.transformer(
+            hidden_states=x,
+            encoder_hidden_states=embeds,
+            timestep=sigma,
+            img_ids=image_ids,
+            txt_ids=text_ids,
+            guidance=None,
+            joint_attention_kwargs=kwargs,
+            return_dict=False,
+        )[0]
+        return out.float()  # type: ignore[no-any-return]
+
+    def _call(self, step: int, x: torch.Tensor, sigma: float, c: _Conditioning) -> DenoiseCall:
+        masked = c.mask is not None and step < self.schedule.regional_steps
+        negative = None if c.negative is None else c.negative.shape[1]
+        key = (FAMILY, c.rows, c.cols, c.prompt.region_lengths, negative, masked)
+        rows = x.shape[0] * (1 if c.negative is None else 2)
+        return DenoiseCall(key=key, rows=rows, payload=_Step(x, sigma, c, masked))
+
+    def _run(
+        self,
+        start: torch.Tensor | None,
+        noise: torch.Tensor,
+        steps: int,
+        strength: float,
+        conditioning: _Conditioning,
+        progress: StepProgress,
+        kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> PassSteps:
+        """One pass from ``start`` (or noise) as a generator of model calls; its final tokens."""
+        sigmas = flux2_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
+        sigmas = sigmas.to(self.device)
+        latents = noised_start(start, noise, sigmas[0])
+        blend = None
+        if kept is not None:
+            base, keep_noise, mask = kept
+            blend = InpaintBlend(base=base, noise=keep_noise, mask=mask, steps=steps,
+                                 renoise=renoise_flow_match)  # fmt: skip
+            latents = blend.start(latents, sigmas[0])
+
+        steps_of_pass = euler_steps(latents, sigmas.tolist(), progress, blend)
+        return (yield from self._model_calls(steps_of_pass, conditioning))
+
+    def _model_calls(self, steps: EulerSteps, conditioning: _Conditioning) -> PassSteps:
+        """The Euler loop's velocity requests as this pipeline's model calls."""
+        try:
+            step = next(steps)
+            while True:
+                velocity = yield self._call(step.index, step.x, step.sigma, conditioning)
+                step = steps.send(velocity)
+        except StopIteration as done:
+            final: torch.Tensor = done.value
+            return final
+
+    def _kept_tokens(
+        self, start: RenderStart, name: str, width: int, height: int
+    ) -> torch.Tensor | None:
+        """The clean tokens a pass keeps: the init image's, or the edit base's."""
+        if start.image is not None:
+            image = start.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+            return self.encode_pixels(uint8_to_pixels(np.asarray(image)))
+        stored = start.latents.get(name)
+        if stored is None:
+            return None
+        tokens = torch.from_numpy(stored).float()[None].to(self.device)
+        rows, cols = token_grid(height, width, self.vae_scale_factor)
+        expected = (1, rows * cols, self.transformer.config.in_channels)
+        if tuple(tokens.shape) != expected:
+            raise ValueError(
+                f"the edit's base latents are {stored.shape}, this pass needs {expected}"
+            )
+        return tokens
+
+    def _keep(
+        self,
+        start: RenderStart | None,
+        name: str,
+        keep: torch.Generator | None,
+        width: int,
+        height: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """What one pass keeps outside the repaint area: base tokens, their noise and the mask."""
+        if start is None or start.repaint is None or keep is None:
+            return None
+        base = self._kept_tokens(start, name, width, height)
+        if base is None:
+            return None
+        noise = self._noise([keep], height, width)
+        cells = start.repaint.latent_mask(width, height, self.vae_scale_factor)
+        channels = self.transformer.config.in_channels // (PATCH * PATCH)
+        # Packed like the latents, so the blend works token by token, feature by feature.
+        mask = torch.from_numpy(cells)[None, None].expand(1, channels, -1, -1).contiguous()
+        return base, noise, pack(mask).to(self.device)
+
+    def _progress(
+        self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
+    ) -> StepProgress:
+        size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+        def preview(tokens: torch.Tensor) -> Image.Image:
+            return self.stats.preview(tokens, *size)
+
+        return StepProgress(on_step, offset, total, self.preview_every, preview)
+
+    # -- the whole render ----------------------------------------------------------------------
+    def render_steps(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
+    ) -> RenderSteps:
+        """The render of ``canvas`` as a generator of model calls (``step_batch``).
+
+        Args:
+            canvas: A validated canvas.
+            params: Size, steps, guidance, seed, hires fix and sketch start.
+            on_step: Called after every denoising step with an occasional preview; an exception
+                it raises stops the render and propagates.
+            start: An edit's base render or an init image (``render_start``); outside its
+                repaint area the flow-matching blend keeps it.
+
+        Returns:
+            One image per seed (``seed, seed + 1, ...``), with the parameters that reproduce it
+            and the final tokens of each pass.
+        """
+        # 1. inputs
+        self.check_inputs(params)
+        hires = hires_pass_size(params.width, params.height, params.hires_scale)
+        total = params.steps + (params.hires_steps if hires else 0)
+        seeds = [params.seed + i for i in range(params.num_images)]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        height, width = params.height, params.width
+
+        # 2. text and mask
+        conditioning = self.condition(
+            canvas, params, *token_grid(height, width, self.vae_scale_factor)
+        )
+
+        # 3. starting latents
+        init = None
+        image_start = start is not None and start.image is not None
+        strength = start.strength if start and image_start else params.sketch_strength or 1.0
+        # The kept part's noise is the base render's own (its seed), drawn in the same order.
+        keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
+        if start is not None and image_start:
+            init = self._kept_tokens(start, BASE_PASS, width, height)
+        elif params.sketch_strength is not None:
+            # One encode per render: every image starts from the same sketch latent.
+            sketch = canvas.process().initial_image
+            init = self.encode_pixels(sketch_start_pixels(sketch, height, width))
+        noise = self._noise(generators, height, width)
+
+        # 4. denoise
+        latents = yield from self._run(
+            init,
+            noise,
+            params.steps,
+            strength,
+            conditioning,
+            self._progress(on_step, 0, total, height, width),
+            self._keep(start, BASE_PASS, keep, width, height),
+        )
+        passes = {BASE_PASS: latents}
+
+        # 5. hires fix
+        if hires:
+            images = self.decode(latents, height, width)
+            width, height = hires
+            pixels = [
+                uint8_to_pixels(np.asarray(im.resize((width, height), Image.Resampling.LANCZOS)))
+                for im in images
+            ]
+            init = self.encode_pixels(torch.cat(pixels))
+            conditioning = self.conditioning_at(
+                conditioning.prompt,
+                *token_grid(height, width, self.vae_scale_factor),
+                conditioning.negative,
+                conditioning.cfg,
+            )
+            latents = yield from self._run(
+                init,
+                self._noise(generators, height, width),
+                params.hires_steps,
+                params.hires_denoise,
+                conditioning,
+                self._progress(on_step, params.steps, total, height, width),
+                self._keep(start, HIRES_PASS, keep, width, height),
+            )
+            passes[HIRES_PASS] = latents
+
+        # 6. decode
+        meta = self._metadata(params, width, height, conditioning)
+        images = self.decode(latents, height, width)
+        return finished_renders(images, seeds, passes, meta, start, self.vae_scale_factor)
+
+    def render(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
+    ) -> list[RenderedImage]:
+        """Render ``params.num_images`` images of ``canvas`` alone (see :meth:`render_steps`)."""
+        return render_alone(self, self.render_steps(canvas, params, on_step, start=start))
+
+    def _metadata(
+        self, params: RenderParams, width: int, height: int, conditioning: _Conditioning
+    ) -> dict[str, object]:
+        schedule = asdict(self.schedule)
+        schedule["image_attention"] = str(self.schedule.image_attention)
+        guided = conditioning.negative is not None
+        used = params.model_dump(exclude={"cfg", "negative_prompt"})
+        negative = params.negative_prompt if is_set(params, "negative_prompt") else DEFAULT_NEGATIVE
+        return {
+            **used,
+            # What was used: no guidance for klein (distilled), the family's defaults for base.
+            "cfg": conditioning.cfg if guided else None,
+            "negative_prompt": negative if guided else None,
+            "model": self.model_name,
+            "family": FAMILY,
+            "sampler": SAMPLER_NAME,
+            "output_width": width,
+            "output_height": height,
+            "regional": schedule if self.regional else None,
+        }
+
+
+def _bias(conditioning: _Conditioning) -> torch.Tensor:
+    if conditioning.mask is None:
+        raise ValueError("a masked step without a mask")
+    return conditioning.mask
+
+
+def _negative(conditioning: _Conditioning) -> torch.Tensor:
+    if conditioning.negative is None:
+        raise ValueError("a guided step without a negative prompt")
+    return conditioning.negative
