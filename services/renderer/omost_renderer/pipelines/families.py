@@ -1,10 +1,12 @@
-"""Which family of pipeline a model reference names: ``sdxl`` or ``flux``.
+"""Which family of pipeline a model reference names: ``sdxl``, ``flux`` (FLUX.1) or ``flux2``.
 
-A reference is a tiny name (``tiny`` is SDXL, ``tiny-flux`` FLUX.1), a local folder or hub id in
+A reference is a tiny name (``tiny`` is SDXL, ``tiny-flux`` FLUX.1, ``tiny-flux2`` FLUX.2
+klein), a local folder or hub id in
 diffusers layout (its ``model_index.json`` names the pipeline class; a folder without one is an
 SDXL component folder, as the renderer has always loaded), or a single ``.safetensors`` file
 (the family of its ``single_file_config`` when one is given, else told from the checkpoint's
-tensor names: FLUX's have ``double_blocks.`` or ``single_transformer_blocks.``).
+tensor names: FLUX.2's have ``single_stream_modulation.``, FLUX.1's ``double_blocks.`` or
+``single_transformer_blocks.`` without it).
 """
 
 from __future__ import annotations
@@ -20,18 +22,27 @@ class Family(StrEnum):
 
     SDXL = "sdxl"
     FLUX = "flux"
+    FLUX2 = "flux2"
 
 
 #: The random-weight CPU pipelines, by served name.
-TINY_MODELS: dict[str, Family] = {"tiny": Family.SDXL, "tiny-flux": Family.FLUX}
+TINY_MODELS: dict[str, Family] = {
+    "tiny": Family.SDXL,
+    "tiny-flux": Family.FLUX,
+    "tiny-flux2": Family.FLUX2,
+}
 #: diffusers pipeline classes (``model_index.json``'s ``_class_name``) of each family.
 PIPELINE_CLASSES: dict[str, Family] = {
     "StableDiffusionXLPipeline": Family.SDXL,
     "StableDiffusionXLImg2ImgPipeline": Family.SDXL,
     "FluxPipeline": Family.FLUX,
     "FluxImg2ImgPipeline": Family.FLUX,
+    # FLUX.2 klein (Qwen3 text encoder); FLUX.2 dev (Flux2Pipeline, Mistral) is not supported.
+    "Flux2KleinPipeline": Family.FLUX2,
 }
 _FLUX_KEYS = ("double_blocks.", "single_transformer_blocks.", "transformer_blocks.0.attn.add_")
+#: FLUX.2's shared modulations (BFL's and diffusers' names); FLUX.1 has per-block ones.
+_FLUX2_KEYS = ("single_stream_modulation.",)
 
 
 class UnknownFamilyError(ValueError):
@@ -68,6 +79,8 @@ def _checkpoint_family(path: Path) -> Family:
 
     with safe_open(str(path), framework="pt") as checkpoint:
         keys = list(checkpoint.keys())
+    if any(key.startswith(prefix) or f".{prefix}" in key for key in keys for prefix in _FLUX2_KEYS):
+        return Family.FLUX2
     if any(key.startswith(prefix) or f".{prefix}" in key for key in keys for prefix in _FLUX_KEYS):
         return Family.FLUX
     return Family.SDXL

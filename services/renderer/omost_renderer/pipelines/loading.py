@@ -1,8 +1,9 @@
 """Build a renderer from a model reference.
 
 The reference is a hub id, a local folder in diffusers layout, a single ``.safetensors``
-checkpoint, or a tiny name (``tiny``, ``tiny-flux``: random components for CPU development). Its
-family (SDXL or FLUX.1) is detected from the model (``pipelines.families``).
+checkpoint, or a tiny name (``tiny``, ``tiny-flux``, ``tiny-flux2``: random components for CPU
+development). Its family (SDXL, FLUX.1 or FLUX.2 klein) is detected from the model
+(``pipelines.families``).
 
 UNet and text encoders run in the requested dtype (fp16 on CUDA by default). The VAE runs in the
 same dtype, except that SDXL's stock VAE overflows in float16: a float16 request runs it in
@@ -19,12 +20,14 @@ import torch
 
 from omost_renderer.pipelines.families import Family, detect_family
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
 from omost_renderer.pipelines.sdxl.encoding import TextEncoders
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options
 
 TINY = "tiny"
 TINY_FLUX = "tiny-flux"
+TINY_FLUX2 = "tiny-flux2"
 
 
 def default_device() -> str:
@@ -137,6 +140,27 @@ def _load_flux(
     )
 
 
+def _load_flux2(
+    model: str,
+    device: str,
+    dtype: torch.dtype,
+    single_file_config: str | None,
+    schedule: RegionalSchedule | None,
+) -> OmostFlux2Pipeline:
+    from omost_renderer.pipelines.flux2.loading import flux2_from_components, load_flux2_components
+
+    if model == TINY_FLUX2:
+        from omost_renderer.pipelines.flux2.tiny import tiny_flux2_components
+
+        components = tiny_flux2_components()
+    else:
+        components = load_flux2_components(model, dtype, single_file_config)
+    upcast = bool(getattr(components["vae"].config, "force_upcast", True))
+    return flux2_from_components(
+        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model, schedule
+    )
+
+
 def load_renderer(
     model: str,
     device: str | None = None,
@@ -145,13 +169,13 @@ def load_renderer(
     single_file_config: str | None = None,
     schedule: RegionalSchedule | None = None,
     speed: SpeedOptions | None = None,
-) -> OmostSDXLPipeline | OmostFluxPipeline:
-    """Load the Omost renderer of the model's family (SDXL or FLUX.1).
+) -> OmostSDXLPipeline | OmostFluxPipeline | OmostFlux2Pipeline:
+    """Load the Omost renderer of the model's family (SDXL, FLUX.1 or FLUX.2 klein).
 
     Args:
-        model: ``tiny``, ``tiny-flux``, a ``.safetensors`` file, a local folder in diffusers
-            layout, or a hub id (e.g. ``SG161222/RealVisXL_V4.0``,
-            ``black-forest-labs/FLUX.1-schnell``).
+        model: ``tiny``, ``tiny-flux``, ``tiny-flux2``, a ``.safetensors`` file, a local folder
+            in diffusers layout, or a hub id (e.g. ``SG161222/RealVisXL_V4.0``,
+            ``black-forest-labs/FLUX.1-schnell``, ``black-forest-labs/FLUX.2-klein-4B``).
         device: ``cuda``, ``cuda:1``, ``cpu``...; default ``cuda`` when available.
         dtype: UNet and text encoder precision; default fp16 on CUDA, float32 on CPU.
         single_file_config: For a ``.safetensors`` file: a hub id or local diffusers folder whose
@@ -169,7 +193,12 @@ def load_renderer(
     device = device or default_device()
     dtype = dtype or default_dtype(device)
     speed = speed or SpeedOptions()
-    if detect_family(model, single_file_config) is Family.FLUX:
+    family = detect_family(model, single_file_config)
+    if family is Family.FLUX2:
+        flux2 = _load_flux2(model, device, dtype, single_file_config, schedule)
+        apply_speed_options(flux2.transformer, Family.FLUX2, speed)
+        return flux2
+    if family is Family.FLUX:
         flux = _load_flux(model, device, dtype, single_file_config, schedule)
         apply_speed_options(flux.transformer, Family.FLUX, speed)
         return flux

@@ -29,6 +29,17 @@ QWEN_MAX_TOKENS = 512
 KLEIN_LAYERS = (9, 18, 27)
 
 
+def stacked_layers(num_hidden_layers: int) -> tuple[int, ...]:
+    """The hidden layers to stack for an encoder of ``num_hidden_layers`` layers.
+
+    klein's (9, 18, 27) when the encoder has them (Qwen3-4B and -8B have 36 layers); a smaller
+    encoder (the tiny test models) stacks its last three.
+    """
+    if num_hidden_layers >= max(KLEIN_LAYERS):
+        return KLEIN_LAYERS
+    return tuple(range(max(1, num_hidden_layers - 2), num_hidden_layers + 1))
+
+
 @dataclass(frozen=True)
 class Flux2TextEncoder:
     """FLUX.2 klein's tokenizer and text encoder, named as in diffusers' ``Flux2KleinPipeline``.
