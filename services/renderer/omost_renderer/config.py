@@ -170,6 +170,15 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, time to finish the job before releasing it."
     )
+    max_batch: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Jobs a worker renders at once, stepped together (one model call per step for"
+        " the jobs of one latent shape). 1 until measured on a GPU; at most 16: every held job"
+        " keeps its latents and conditioning on the device, and a step's time grows with its"
+        " rows once the GPU is busy. A renderer without `render_steps` holds one job.",
+    )
     llm_url: str = Field(
         default="http://localhost:8000", description="Base URL of the LLM service (`omost-llm`)."
     )

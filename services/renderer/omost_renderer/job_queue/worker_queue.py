@@ -16,7 +16,6 @@ from omost_renderer.config import Settings
 from omost_renderer.job_queue import constants
 from omost_renderer.job_queue import scripts as queue_scripts
 from omost_renderer.job_queue.jobs import JobStatus
-from omost_renderer.worker.health import error_counter_field
 
 #: A stream read as redis-py answers it: ``[(stream, [(entry id, fields), ...]), ...]``.
 StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
@@ -115,20 +114,32 @@ class WorkerQueue:
 
     def read_new(self, block_ms: int) -> Claim | None:
         """Read the next never-delivered entry, waiting up to ``block_ms``."""
+        claims = self.read_entries(1, block_ms)
+        return claims[0] if claims else None
+
+    def read_entries(self, count: int, block_ms: int | None) -> list[Claim]:
+        """Read up to ``count`` never-delivered entries, oldest first.
+
+        Args:
+            count: Most entries to take (a worker's free batch slots, at least 1).
+            block_ms: How long to wait when there is none; ``None`` answers at once (a worker
+                that is rendering never waits for more work).
+        """
         answer = cast(
             StreamReply,
             self.redis.xreadgroup(
                 constants.GROUP_NAME,
                 self.consumer,
                 {self.stream: ">"},
-                count=1,
+                count=max(1, count),
                 block=block_ms,
             ),
         )
-        for _, entries in answer or []:
-            for entry_id, fields in entries:
-                return Claim(entry_id=entry_id, job_id=fields["job"])
-        return None
+        return [
+            Claim(entry_id=entry_id, job_id=fields["job"])
+            for _, entries in answer or []
+            for entry_id, fields in entries
+        ]
 
     def start(self, claim: Claim) -> StartedJob | None:
         """Start the next attempt of the claimed job; ``None`` if there is nothing to run."""
@@ -253,13 +264,13 @@ class WorkerQueue:
         if self.redis.get(constants.CLEANUP_LOCK_KEY) == self.consumer:
             self.redis.delete(constants.CLEANUP_LOCK_KEY)
 
-    def count_errors(self, counts: Mapping[str, int]) -> None:
-        """Add background failures, by component, to the metrics hash."""
+    def add_counters(self, counts: Mapping[str, int]) -> None:
+        """Add ``counts`` (metrics hash field to increment) to the metrics hash, in one trip."""
         if not counts:
             return
         with self.redis.pipeline(transaction=False) as pipe:
-            for component, count in counts.items():
-                pipe.hincrby(constants.METRICS_KEY, error_counter_field(component), count)
+            for name, count in counts.items():
+                pipe.hincrby(constants.METRICS_KEY, name, count)
             pipe.execute()
 
     def beat_health(self, info: Mapping[str, object]) -> None:

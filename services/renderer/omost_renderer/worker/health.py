@@ -16,9 +16,14 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from omost_renderer.job_queue import constants
 
+#: Every failure of Redis itself: unreachable, or answering an error (full: ``OOM``, read-only).
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ResponseError)
 #: Longest error message kept in a health key.
 MAX_MESSAGE_CHARS = 300
 

@@ -1,9 +1,10 @@
-"""What the heartbeat knows of the job a worker runs: its progress, its deadline, its fence.
+"""What the heartbeat knows of the jobs a worker holds: their progress, deadlines and fences.
 
-A render proves it is alive by its steps. The heartbeat refreshes the job's claim only while the
+A render proves it is alive by its steps. The heartbeat refreshes a job's claim only while its
 render moves: with no step for ``stall_after_s`` (the wait before the first step and after the last
 one count too), or once the job runs past its deadline, the job is released to another worker.
-The record is per job, so a late answer about one job can never touch the next.
+The record is per job, so a late answer about one job can never touch another; a worker holds
+several at once (a batch being stepped, results being saved) in :class:`HeldJobs`.
 """
 
 from __future__ import annotations
@@ -87,3 +88,45 @@ class RunningJob:
         if now - self.started_at > self.deadline_s:
             return WatchVerdict.PAST_DEADLINE
         return WatchVerdict.ALIVE
+
+
+class HeldJobs:
+    """The attempts a worker holds (rendering, or having their results saved); thread-safe.
+
+    The job loop adds and removes them; the heartbeat thread watches a snapshot. An attempt stays
+    held, so watched and fenced, until its final status is written.
+    """
+
+    def __init__(self) -> None:
+        """Start with none held."""
+        self._lock = threading.Lock()
+        self._held: dict[int, RunningJob] = {}
+        self._done = 0
+
+    def add(self, running: RunningJob) -> None:
+        """Hold ``running`` (watched by every heartbeat from now on)."""
+        with self._lock:
+            self._held[id(running)] = running
+
+    def remove(self, running: RunningJob) -> bool:
+        """Stop holding ``running`` and count it done; ``False`` if it was not held."""
+        with self._lock:
+            if self._held.pop(id(running), None) is None:
+                return False
+            self._done += 1
+            return True
+
+    def snapshot(self) -> list[RunningJob]:
+        """The held attempts, oldest first."""
+        with self._lock:
+            return sorted(self._held.values(), key=lambda running: running.started_at)
+
+    @property
+    def done(self) -> int:
+        """Attempts this worker let go since it started (finished, failed, released)."""
+        with self._lock:
+            return self._done
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._held)
