@@ -2,7 +2,9 @@
 
 Each prints its ratios (ours against a baseline measured side by side in the same run); the
 figures in docs/benchmarks.md come from these runs. Name some to run only those:
-``python -m benchmarks schema queue``.
+``python -m benchmarks schema queue``; options after the names go to each of them:
+``python -m benchmarks gpu --smoke``. ``gpu`` is the GPU suite (``bench_gpu``): it skips itself
+without CUDA.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    """Run the named benchmarks (default: every ``bench_*`` module); return 1 on a failure."""
+    """Run the named benchmarks (default: every ``bench_*`` module); return 1 on a failure.
+
+    Args:
+        argv: Benchmark names (``schema``, ``gpu``...), then options passed to each.
+    """
     folder = Path(__file__).parent
     available = sorted(
         info.name.removeprefix("bench_")
         for info in pkgutil.iter_modules([str(folder)])
         if info.name.startswith("bench_")
     )
-    chosen = argv or available
+    # Names until the first option; everything from there on (values included) is options.
+    first_option = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    names, options = argv[:first_option], argv[first_option:]
+    chosen = names or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         print(f"unknown benchmark(s) {unknown}; available: {available}", file=sys.stderr)
@@ -29,7 +38,9 @@ def main(argv: list[str]) -> int:
     failed = []
     for name in chosen:
         print(f"\n=== benchmarks.bench_{name} ===", flush=True)
-        done = subprocess.run([sys.executable, "-m", f"benchmarks.bench_{name}"], check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.bench_{name}", *options], check=False
+        )
         if done.returncode != 0:
             failed.append(name)
     if failed:

@@ -1,0 +1,311 @@
+"""The GPU suite: every GPU measurement of the renderer in one process, ratios side by side.
+
+``python -m benchmarks gpu`` (``make bench BENCH=gpu``) on one H100/H200-class GPU, full-size
+SDXL and FLUX.1 built from configs with random weights (``gpu_models``), within ``--budget-s``
+(default 480 s: a section that would not fit is skipped and says so):
+
+1. SDXL 896x1152, 25 UNet evaluations with CFG: diffusers' plain processors (77 tokens, no
+   regions) vs ours (batched guidance, regional) vs Omost's separate passes with materialised
+   logits (``bench_attention.unet_bench``); goals: ours within 10% of plain, >= 1.5x Omost's.
+2. One whole render (25 steps, three regions): seconds, peak device memory, device syncs per step;
+   and the same render with separate guidance passes (Omost's order, our kernel).
+3. Images per minute at 1, 2, 4 and 8 jobs arriving together, one at a time vs stepped together
+   by ``StepBatch`` (the worker's driver), p50/p95 latency per job; goal at 4 jobs: >= 1.5x the
+   images per minute of one at a time with p95 < 2x a lone render.
+4. Each speed option on vs off (channels-last, fused QKV; then regional compile on a fresh
+   UNet: first render with the compile, then steady renders).
+5. FLUX.1-dev-sized 1024x1024, regional (default schedule) vs stock processors, 4 and 28 steps.
+
+``--smoke`` runs the same code on the CPU with the tiny pipelines, tiny sizes and 2 steps, in
+seconds (figures meaningless; used by the tests). The table replaces the "GPU suite" section
+of docs/benchmarks.md only on CUDA, or when ``--write-docs`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from omost_renderer.pipelines.families import Family
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options, fuse_qkv
+
+from benchmarks import gpu_models
+from benchmarks.bench_attention import unet_bench
+from benchmarks.gpu_measure import peak_mib, syncs_counted, throughput, timed
+from benchmarks.gpu_report import Row, mib_row, ratio_row, replace_section, seconds_row, section
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+#: Upper bound of one run; the GPU machine's calls are limited to 10 minutes.
+MAX_BUDGET_S = 540.0
+
+
+@dataclass
+class Suite:
+    """One run: its scale, its clock and what it found."""
+
+    scale: gpu_models.SuiteScale
+    budget_s: float
+    started: float = field(default_factory=time.perf_counter)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def left_s(self) -> float:
+        """Seconds of the budget left."""
+        return self.budget_s - (time.perf_counter() - self.started)
+
+    def fits(self, name: str, needs_s: float) -> bool:
+        """Whether a section estimated at ``needs_s`` fits; notes the skip when not."""
+        if self.scale.smoke or self.left_s() >= needs_s:
+            return True
+        self.notes.append(f"{name}: skipped, {self.left_s():.0f} s of the budget left")
+        return False
+
+    def add(self, *rows: Row) -> None:
+        """Record rows and print them as they come."""
+        for row in rows:
+            print(f"{row.measure}: {row.result or 'not measured'} {row.goal}", flush=True)
+        self.rows.extend(rows)
+
+
+def _params(scale: gpu_models.SuiteScale, steps: int | None = None) -> RenderParams:
+    height, width = scale.sdxl_size
+    return RenderParams(width=width, height=height, steps=steps or scale.sdxl_steps, seed=1)
+
+
+def _sdxl(scale: gpu_models.SuiteScale) -> Any:
+    if scale.smoke:
+        return gpu_models.tiny_sdxl()
+    return gpu_models.full_sdxl(scale.device, torch.float16)
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def sdxl_passes(suite: Suite, pipe: Any) -> None:
+    """Section 1: UNet evaluations, plain vs ours vs Omost's separate passes."""
+    scale = suite.scale
+    seconds = unet_bench(pipe.unet, scale.sdxl_size, scale.sdxl_steps, pipe.unet.dtype)
+    ours_vs_plain = seconds["ours_s"] / seconds["plain_s"]
+    omost_vs_ours = seconds["omost_separate_naive_s"] / seconds["ours_s"]
+    label = f"SDXL {scale.sdxl_size[1]}x{scale.sdxl_size[0]}, {scale.sdxl_steps} UNet steps"
+    suite.add(
+        seconds_row(f"{label}: plain diffusers (77 tokens, no regions)", seconds["plain_s"]),
+        seconds_row(f"{label}: ours (batched guidance, regional)", seconds["ours_s"]),
+        seconds_row(f"{label}: Omost's separate passes", seconds["omost_separate_naive_s"]),
+        ratio_row("ours / plain", ours_vs_plain, "<= 1.10x", ours_vs_plain <= 1.10),
+        ratio_row("Omost's passes / ours", omost_vs_ours, ">= 1.5x", omost_vs_ours >= 1.5),
+    )
+
+
+def sdxl_render(suite: Suite, pipe: Any) -> float:
+    """Section 2: one whole render, its memory and syncs, and separate guidance passes.
+
+    Returns:
+        Seconds of a lone render (the reference of the later sections).
+    """
+    canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
+    device = pipe.device
+    pipe.render(canvas, params)  # warm-up: kernels chosen, caches filled
+    lone = timed(lambda: pipe.render(canvas, params), device)
+    peak = peak_mib(lambda: pipe.render(canvas, params), device)
+    syncs = syncs_counted(lambda: pipe.render(canvas, params), device)
+    pipe.batched_guidance = False
+    try:
+        separate = timed(lambda: pipe.render(canvas, params), device)
+    finally:
+        pipe.batched_guidance = True
+    steps = params.steps
+    suite.add(
+        seconds_row(f"SDXL render, ours (text encoding, {steps} steps, VAE decode)", lone),
+        seconds_row("SDXL render, separate guidance passes (our kernel)", separate),
+        ratio_row("separate passes / ours, whole render", separate / lone, "", None),
+        mib_row("SDXL render: peak device memory (weights included)", peak),
+        Row(
+            "SDXL render: device syncs per step", None if syncs is None else f"{syncs / steps:.1f}"
+        ),
+    )
+    return lone
+
+
+def sdxl_throughput(suite: Suite, pipe: Any, lone_s: float) -> None:
+    """Section 3: images per minute and latency, one at a time vs stepped together."""
+    canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
+    batching = hasattr(pipe, "render_steps")
+    if not batching:
+        suite.notes.append(
+            "The SDXL pipeline has no `render_steps` yet: `StepBatch` runs each job whole"
+            " (`plain_render_steps`), so the stepped-together rows measure no batching."
+        )
+    for jobs in suite.scale.concurrency:
+        if not suite.fits(f"throughput at {jobs} jobs", 2.2 * jobs * lone_s):
+            continue
+        alone = throughput(pipe, canvas, params, jobs, batched=False)
+        together = throughput(pipe, canvas, params, jobs, batched=True)
+        gain = together.images_per_minute / alone.images_per_minute
+        goal = jobs == 4
+        suite.add(
+            Row(f"jobs {jobs}, one at a time: images/min, p50 / p95 latency",
+                f"{alone.images_per_minute:.1f}, {alone.p50_s:.2f} / {alone.p95_s:.2f} s"),
+            Row(f"jobs {jobs}, stepped together: images/min, p50 / p95 latency",
+                f"{together.images_per_minute:.1f}, {together.p50_s:.2f} / {together.p95_s:.2f} s"),
+            ratio_row(f"jobs {jobs}: stepped together / one at a time, images/min", gain,
+                      ">= 1.5x" if goal else "", (gain >= 1.5) if goal else None),
+        )  # fmt: skip
+        if goal:
+            p95 = together.p95_s / lone_s
+            suite.add(ratio_row("4 jobs stepped together: p95 latency / lone render", p95,
+                                "< 2x", p95 < 2.0))  # fmt: skip
+
+
+def _option_row(suite: Suite, name: str, pipe: Any, off_s: float) -> None:
+    canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
+    pipe.render(canvas, params)  # warm-up in the new layout
+    on_s = timed(lambda: pipe.render(canvas, params), pipe.device)
+    peak = peak_mib(lambda: pipe.render(canvas, params), pipe.device)
+    suite.add(
+        seconds_row(f"SDXL render with {name}", on_s),
+        ratio_row(f"{name}: off / on (speed-up)", off_s / on_s, "> 1.0x to turn on", None),
+        mib_row(f"{name}: peak device memory", peak),
+    )
+
+
+def sdxl_options(suite: Suite, pipe: Any) -> None:
+    """Section 4a: channels-last and fused QKV, each against the default measured just before."""
+    canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
+    off_s = timed(lambda: pipe.render(canvas, params), pipe.device)
+    suite.add(seconds_row("SDXL render, no option (reference of the option rows)", off_s))
+    pipe.unet.to(memory_format=torch.channels_last)
+    _option_row(suite, "OMOST_RENDERER_CHANNELS_LAST", pipe, off_s)
+    pipe.unet.to(memory_format=torch.contiguous_format)
+    fuse_qkv(pipe.unet)
+    _option_row(suite, "OMOST_RENDERER_FUSE_QKV", pipe, off_s)
+    for module in pipe.unet.modules():  # back to the separate projections (kept by diffusers)
+        if getattr(module, "fused_projections", False):
+            module.fused_projections = False
+
+
+def sdxl_compile(suite: Suite) -> None:
+    """Section 4b: regional compile on a fresh UNet: the first render, then steady renders."""
+    if suite.scale.smoke:
+        # Inductor on the CPU builds C++ for minutes; the smoke run checks the other paths.
+        suite.notes.append("compile: not run in smoke mode")
+        return
+    pipe = _sdxl(suite.scale)
+    canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
+    off_s = timed(lambda: pipe.render(canvas, params), pipe.device)
+    apply_speed_options(pipe.unet, Family.SDXL, SpeedOptions(compile=True))
+    first = timed(lambda: pipe.render(canvas, params), pipe.device)
+    # A new render installs new processor objects: the second render shows recompiles.
+    steady = [timed(lambda: pipe.render(canvas, params), pipe.device) for _ in range(2)]
+    suite.add(
+        seconds_row("SDXL render before compile (fresh UNet)", off_s),
+        seconds_row("OMOST_RENDERER_COMPILE: first render (compile included)", first),
+        seconds_row("OMOST_RENDERER_COMPILE: 2nd and 3rd render, the slower", max(steady)),
+        ratio_row("OMOST_RENDERER_COMPILE: off / on (speed-up)", off_s / max(steady),
+                  "> 1.0x to turn on", None),
+    )  # fmt: skip
+
+
+def _flux_seconds(pipe: OmostFluxPipeline, canvas: Any, params: RenderParams) -> float:
+    pipe.render(canvas, params.model_copy(update={"steps": 1}))  # warm-up
+    return timed(partial(pipe.render, canvas, params), pipe.device)
+
+
+def flux(suite: Suite) -> None:
+    """Section 5: FLUX.1 regional vs stock processors at each step count."""
+    scale = suite.scale
+    if scale.smoke:
+        plain = gpu_models.tiny_flux(regional=False)
+    else:
+        plain = gpu_models.full_flux(scale.device, torch.bfloat16, regional=False)
+    height, width = scale.flux_size
+    canvas = gpu_models.suite_canvas()
+    timings: dict[tuple[str, int], float] = {}
+    peaks: dict[str, float | None] = {}
+    for name in ("plain", "regional"):
+        pipe = plain
+        if name == "regional":
+            # Same weights; building it installs the regional processors on the transformer.
+            pipe = OmostFluxPipeline(plain.transformer, plain.vae, plain.encoders,
+                                     model_name=plain.model_name, regional=True)  # fmt: skip
+        for steps in scale.flux_steps:
+            params = RenderParams(width=width, height=height, steps=steps, seed=1)
+            timings[name, steps] = _flux_seconds(pipe, canvas, params)
+        last = RenderParams(width=width, height=height, steps=scale.flux_steps[0], seed=1)
+        peaks[name] = peak_mib(partial(pipe.render, canvas, last), pipe.device)
+    for steps in scale.flux_steps:
+        ratio = timings["regional", steps] / timings["plain", steps]
+        suite.add(
+            seconds_row(f"FLUX.1 {width}x{height}, {steps} steps: stock processors",
+                        timings["plain", steps]),
+            seconds_row(f"FLUX.1 {width}x{height}, {steps} steps: regional",
+                        timings["regional", steps]),
+            ratio_row(f"FLUX.1 {steps} steps: regional / stock", ratio, "<= 1.3x", ratio <= 1.3),
+        )  # fmt: skip
+    suite.add(mib_row("FLUX.1 regional render: peak device memory", peaks["regional"]))
+    suite.add(mib_row("FLUX.1 stock render: peak device memory", peaks["plain"]))
+
+
+def run(scale: gpu_models.SuiteScale, budget_s: float) -> Suite:
+    """Every section in order, within ``budget_s`` seconds (each checked before it starts)."""
+    suite = Suite(scale, budget_s)
+    torch.manual_seed(0)
+    pipe = _sdxl(scale)
+    sdxl_passes(suite, pipe)
+    lone = sdxl_render(suite, pipe)
+    sdxl_throughput(suite, pipe, lone)
+    if suite.fits("options", 8 * lone):
+        sdxl_options(suite, pipe)
+    del pipe
+    _free()
+    if suite.fits("FLUX.1", 90):
+        flux(suite)
+        _free()
+    if suite.fits("compile", 150):
+        sdxl_compile(suite)
+    suite.notes.append(
+        "FLUX.2 is not in the suite yet (its pipeline landed after the suite was written)."
+    )
+    return suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; print the table; write the docs on CUDA (or with ``--write-docs``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU")
+    parser.add_argument("--budget-s", type=float, default=480.0,
+                        help=f"time budget in seconds (at most {MAX_BUDGET_S:.0f})")  # fmt: skip
+    parser.add_argument("--write-docs", action="store_true", help="write docs even off CUDA")
+    args = parser.parse_args(argv)
+    if not 0 < args.budget_s <= MAX_BUDGET_S:
+        parser.error(f"--budget-s must be within (0, {MAX_BUDGET_S:.0f}]")
+    if not args.smoke and not torch.cuda.is_available():
+        print("no CUDA device: GPU suite skipped (run with --smoke for the CPU code paths)")
+        return 0
+    if args.smoke:
+        torch.set_num_threads(1)
+    scale = gpu_models.SMOKE if args.smoke else gpu_models.FULL
+    suite = run(scale, args.budget_s)
+    device = "smoke run on the CPU (tiny models)" if args.smoke else torch.cuda.get_device_name()
+    device += f", torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+    text = section(suite.rows, device, suite.notes)
+    print("\n" + text)
+    if args.write_docs or (not args.smoke and torch.cuda.is_available()):
+        replace_section(DOCS, text)
+        print(f"wrote {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

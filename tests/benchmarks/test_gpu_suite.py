@@ -1,0 +1,88 @@
+"""The GPU suite's code paths in smoke mode (tiny pipelines on the CPU), and its docs section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
+
+from benchmarks import bench_gpu, gpu_models
+from benchmarks.gpu_measure import MAX_CONCURRENCY, throughput
+from benchmarks.gpu_report import HEADING, Row, replace_section, section
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_smoke_run_measures_every_section_and_leaves_the_docs_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = bench_gpu.DOCS.read_text()
+    assert bench_gpu.main(["--smoke"]) == 0
+    assert bench_gpu.DOCS.read_text() == before
+    printed = capsys.readouterr().out
+    assert HEADING in printed
+    for measure in (
+        "ours / plain",
+        "Omost's passes / ours",
+        "jobs 4: stepped together / one at a time",
+        "4 jobs stepped together: p95 latency / lone render",
+        "OMOST_RENDERER_CHANNELS_LAST: off / on",
+        "OMOST_RENDERER_FUSE_QKV: off / on",
+        "FLUX.1 2 steps: regional / stock",
+    ):
+        row = next(line for line in printed.splitlines() if line.startswith(f"| {measure}"))
+        assert "not measured" not in row, row
+    # Device memory and syncs have nothing to count on the CPU: said, not invented.
+    memory = next(line for line in printed.splitlines() if "peak device memory" in line)
+    assert "not measured" in memory
+
+
+def test_throughput_counts_every_job_once() -> None:
+    renderer = build_tiny_renderer()
+    params = gpu_models.SMOKE
+    canvas = gpu_models.suite_canvas()
+    render = RenderParams(width=params.sdxl_size[1], height=params.sdxl_size[0], steps=2)
+    together = throughput(renderer, canvas, render, 3, batched=True)
+    alone = throughput(renderer, canvas, render, 3, batched=False)
+    for result in (together, alone):
+        assert result.jobs == 3
+        assert 0 < result.p50_s <= result.p95_s
+        assert result.images_per_minute > 0
+    # One at a time, the last job waits for the two before it.
+    assert alone.p95_s > alone.p50_s
+    with pytest.raises(ValueError, match="jobs must be within"):
+        throughput(renderer, canvas, render, MAX_CONCURRENCY + 1, batched=True)
+
+
+def test_section_is_replaced_in_place_and_appended_when_absent(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# Benchmarks\n\n## A\n\na\n\n{HEADING}\n\nold\n\n## B\n\nb\n")
+    replace_section(docs, section([Row("x", "1.00 s")], "a GPU", ["a note"]))
+    text = docs.read_text()
+    assert "old" not in text
+    assert (
+        text.index("## A") < text.index(HEADING) < text.index("| x | 1.00 s |") < text.index("## B")
+    )
+    assert text.count(HEADING) == 1
+    replace_section(docs, section([Row("y", None)], "a GPU", []))
+    assert "| y | not measured |" in docs.read_text()
+    assert "| x |" not in docs.read_text()
+    bare = tmp_path / "bare.md"
+    bare.write_text("# Benchmarks\n")
+    replace_section(bare, section([], "a GPU", []))
+    assert bare.read_text().startswith("# Benchmarks\n\n" + HEADING)
+
+
+def test_budget_is_bounded() -> None:
+    with pytest.raises(SystemExit):
+        bench_gpu.main(["--smoke", "--budget-s", str(bench_gpu.MAX_BUDGET_S + 1)])
