@@ -241,3 +241,44 @@ def test_the_kept_cache_serves_the_shared_prefix_and_changes_no_answer(tiny: Tin
     # A cancelled generation keeps a consistent cache too.
     generate(tiny, OutputMode.CODE, prefix=prefix, cancel_after=3)
     assert generate(tiny, OutputMode.CODE, prefix=prefix).text == first.text
+
+
+def test_a_chat_edit_turn_reads_only_the_new_turn_from_the_kept_cache(tiny: Tiny) -> None:
+    output = OutputMode.CODE
+    composer = Composer(FakeBackend(), Settings(model="tiny", output=output), Metrics())
+
+    def prompt(turns: list[tuple[str, str]]) -> str:
+        messages = [
+            {"role": m.role, "content": m.content} for m in composer.conversation(turns).messages
+        ]
+        text = tiny.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
+
+    def ids(text: str) -> list[int]:
+        tokens: list[int] = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokens
+
+    prefix = PrefixCache()
+    first_text = prompt([("user", "a dragon")])
+    first = generate(tiny, output, prompt=ids(first_text), prefix=prefix)
+    check_answer(first, output)
+    # What the first generation left in the cache: its prompt and its answer (all of it when a
+    # stop token ended it, else all but the last token, which no pass has read).
+    kept = len(ids(first_text)) + first.stats.tokens - 1
+    edit_text = prompt([("user", "a dragon"), ("assistant", first.text), ("user", "make it blue")])
+    retokenized = ids(edit_text)
+    spliced = prefix.splice(edit_text, retokenized, tiny.tokenizer)
+    # The same text; the model's own tokens of its answer rather than the tokenizer's split.
+    assert tiny.tokenizer.decode(spliced) == tiny.tokenizer.decode(retokenized)
+    shared = next(i for i, (a, b) in enumerate(zip(spliced, retokenized, strict=False)) if a != b)
+    assert shared < kept  # the re-tokenized answer would leave the cache early
+    edit = generate(tiny, output, prompt=spliced, prefix=prefix, lookup=8, jump=True)
+    assert edit.stats.reused >= kept
+    # The kept cache changes no answer: the same prompt decoded from nothing gives the same.
+    assert edit.text == generate(tiny, output, prompt=spliced).text
+    check_answer(edit, output)
+    # A prompt that does not start with the kept text is left as the tokenizer split it.
+    other = ids(prompt([("user", "a castle")]))
+    assert prefix.splice(prompt([("user", "a castle")]), other, tiny.tokenizer) == other
