@@ -77,10 +77,12 @@ def test_a_region_text_reaches_only_the_image_tokens_of_its_box_at_a_masked_bloc
         with torch.inference_mode():
             if block == "double":
                 attn = model.transformer_blocks[0].attn
-                return attn(image, words, image_rotary_emb=rotary, regional_mask=mask)[0][0]
+                out: torch.Tensor = attn(image, words, image_rotary_emb=rotary, regional_mask=mask)
+                return out[0][0]
             attn = model.single_transformer_blocks[0].attn
             joint = torch.cat([words, image], dim=1)
-            return attn(joint, image_rotary_emb=rotary, regional_mask=mask)[0, 6:]
+            joint_out: torch.Tensor = attn(joint, image_rotary_emb=rotary, regional_mask=mask)
+            return joint_out[0, 6:]
 
     mask = RegionalMask(bias, text_length=6)
     inside = image_token_masks(region_masks(), ROWS, COLS)[1]
