@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -7,9 +9,15 @@ from omost_renderer.pipelines.preview import latent_preview
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl import pipeline_sdxl
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
-from omost_renderer.pipelines.sdxl.sampling import SamplerCallback, omost_sigmas
+from omost_renderer.pipelines.sdxl.sampling import (
+    SamplerCallback,
+    SamplerSteps,
+    Schedule,
+    omost_sigmas,
+)
 from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.step_batch import DenoiseCall
 from omost_renderer.pipelines.vae_codec import pixels_to_uint8
 from omost_schema import Canvas
 from PIL import Image
@@ -79,11 +87,12 @@ def test_sketch_start_begins_at_init_latent_plus_scaled_noise(
 
     def capture(
         latents: torch.Tensor, sigmas: torch.Tensor, *args: object, **kw: object
-    ) -> torch.Tensor:
+    ) -> Iterator[DenoiseCall]:
         seen["latents"], seen["sigmas"] = latents, sigmas
         return latents
+        yield  # a generator of no model calls
 
-    monkeypatch.setattr(tiny_renderer, "denoise", capture)
+    monkeypatch.setattr(tiny_renderer, "denoise_steps", capture)
     tiny_renderer.render(dragon_canvas, RenderParams(**SMALL, seed=5, sketch_strength=0.5))
     start = sketch_start_pixels(dragon_canvas.process().initial_image, 64, 64)
     init = tiny_renderer.codec.encode(start)
@@ -149,17 +158,19 @@ def test_hires_fix_re_encodes_the_truncated_pixels(
 ) -> None:
     outputs: list[torch.Tensor] = []
     encoded: list[Image.Image] = []
-    denoise, encode_image = tiny_renderer.denoise, tiny_renderer.encode_image
+    denoise, encode_image = tiny_renderer.denoise_steps, tiny_renderer.encode_image
 
-    def record_denoise(*args: object, **kw: object) -> torch.Tensor:
-        outputs.append(denoise(*args, **kw))  # type: ignore[arg-type]
+    def record_denoise(
+        *args: object, **kw: object
+    ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
+        outputs.append((yield from denoise(*args, **kw)))  # type: ignore[arg-type]
         return outputs[-1]
 
     def record_encode(images: list[Image.Image]) -> torch.Tensor:
         encoded.extend(images)
         return encode_image(images)
 
-    monkeypatch.setattr(tiny_renderer, "denoise", record_denoise)
+    monkeypatch.setattr(tiny_renderer, "denoise_steps", record_denoise)
     monkeypatch.setattr(tiny_renderer, "encode_image", record_encode)
     params = RenderParams(**SMALL, hires_scale=2.0, hires_steps=2, hires_denoise=0.5)
     tiny_renderer.render(dragon_canvas, params)
@@ -177,22 +188,18 @@ def test_previews_show_the_denoised_estimate(
 ) -> None:
     renderer = build_tiny_renderer(preview_every=1)
     estimates: list[torch.Tensor] = []
-    sampler = pipeline_sdxl.sample_dpmpp_2m
+    sampler = pipeline_sdxl.dpmpp_2m_steps
 
     def recording(
-        denoise: object,
-        x: torch.Tensor,
-        sigmas: torch.Tensor,
-        callback: SamplerCallback,
-        blend: object = None,
-    ) -> torch.Tensor:
+        x: torch.Tensor, schedule: Schedule, callback: SamplerCallback, blend: object = None
+    ) -> SamplerSteps:
         def both(i: int, x_next: torch.Tensor, denoised: torch.Tensor) -> None:
             estimates.append(denoised.clone())
             callback(i, x_next, denoised)
 
-        return sampler(denoise, x, sigmas, both, blend)  # type: ignore[arg-type]
+        return sampler(x, schedule, both, blend)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline_sdxl, "sample_dpmpp_2m", recording)
+    monkeypatch.setattr(pipeline_sdxl, "dpmpp_2m_steps", recording)
     previews: list[Image.Image | None] = []
     renderer.render(dragon_canvas, RenderParams(**SMALL), lambda s, t, p: previews.append(p))
     assert len(previews) == len(estimates) == 4

@@ -24,6 +24,7 @@ from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
 from omost_renderer.pipelines.sdxl.encoding import TextEncoders
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
 
 TINY = "tiny"
 TINY_FLUX = "tiny-flux"
@@ -60,7 +61,11 @@ def vae_dtype(dtype: torch.dtype, *, force_upcast: bool) -> torch.dtype:
 
 
 def _from_components(
-    components: dict[str, Any], device: str, dtype: torch.dtype, name: str
+    components: dict[str, Any],
+    device: str,
+    dtype: torch.dtype,
+    name: str,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostSDXLPipeline:
     unet, vae = components["unet"], components["vae"]
     unet.to(device=device, dtype=dtype).eval()
@@ -74,7 +79,9 @@ def _from_components(
         text_encoder=components["text_encoder"],
         text_encoder_2=components["text_encoder_2"],
     )
-    return OmostSDXLPipeline(unet, vae, encoders, model_name=name)
+    return OmostSDXLPipeline(
+        unet, vae, encoders, model_name=name, text_cache_bytes=text_cache_bytes
+    )
 
 
 def _load_pretrained(model: str, dtype: torch.dtype) -> dict[str, Any]:
@@ -125,6 +132,7 @@ def _load_flux(
     dtype: torch.dtype,
     single_file_config: str | None,
     schedule: RegionalSchedule | None,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostFluxPipeline:
     from omost_renderer.pipelines.flux.loading import flux_from_components, load_flux_components
 
@@ -136,7 +144,13 @@ def _load_flux(
         components = load_flux_components(model, dtype, single_file_config)
     upcast = bool(getattr(components["vae"].config, "force_upcast", True))
     return flux_from_components(
-        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model, schedule
+        components,
+        device,
+        dtype,
+        vae_dtype(dtype, force_upcast=upcast),
+        model,
+        schedule,
+        text_cache_bytes=text_cache_bytes,
     )
 
 
@@ -169,6 +183,7 @@ def load_renderer(
     single_file_config: str | None = None,
     schedule: RegionalSchedule | None = None,
     speed: SpeedOptions | None = None,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostSDXLPipeline | OmostFluxPipeline | OmostFlux2Pipeline:
     """Load the Omost renderer of the model's family (SDXL, FLUX.1 or FLUX.2 klein).
 
@@ -183,6 +198,8 @@ def load_renderer(
         schedule: Where a FLUX model's regional mask applies (default: ``RegionalSchedule()``).
         speed: Compile, channels-last and fused QKV for the denoiser (default: none), applied
             once the model is on its device.
+        text_cache_bytes: Bound of the SDXL and FLUX.1 pipelines' cache of encoded region
+            texts (``text_cache``), default 256 MiB; 0 turns it off.
 
     Returns:
         A ``CanvasRenderer``.
@@ -199,7 +216,7 @@ def load_renderer(
         apply_speed_options(flux2.transformer, Family.FLUX2, speed)
         return flux2
     if family is Family.FLUX:
-        flux = _load_flux(model, device, dtype, single_file_config, schedule)
+        flux = _load_flux(model, device, dtype, single_file_config, schedule, text_cache_bytes)
         apply_speed_options(flux.transformer, Family.FLUX, speed)
         return flux
     if model == TINY:
@@ -219,6 +236,6 @@ def load_renderer(
         components = _load_single_file(Path(model), dtype, single_file_config)
     else:
         components = _load_pretrained(model, dtype)
-    sdxl = _from_components(components, device, dtype, model)
+    sdxl = _from_components(components, device, dtype, model, text_cache_bytes)
     apply_speed_options(sdxl.unet, Family.SDXL, speed)
     return sdxl

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from omost_schema import Canvas
@@ -50,6 +50,9 @@ class DenoiseCall:
 #: A render as a generator: yields model calls, is sent their results, returns the images.
 RenderSteps = Generator[DenoiseCall, torch.Tensor, list[RenderedImage]]
 
+#: What a generator of model calls returns (a render's images, a pass's latents).
+Result = TypeVar("Result")
+
 
 @runtime_checkable
 class BatchingRenderer(Protocol):
@@ -71,6 +74,28 @@ class BatchingRenderer(Protocol):
         ...
 
 
+def drive_alone(
+    renderer: BatchingRenderer, steps: Generator[DenoiseCall, torch.Tensor, Result]
+) -> Result:
+    """Drive a generator of model calls (a render, one pass) to its end with batches of one.
+
+    Args:
+        renderer: The family whose ``denoise_batch`` evaluates the calls.
+        steps: The generator.
+
+    Returns:
+        The generator's value.
+    """
+    try:
+        call = next(steps)
+        while True:
+            [result] = renderer.denoise_batch([call])
+            call = steps.send(result)
+    except StopIteration as done:
+        value: Result = done.value
+        return value
+
+
 def render_alone(renderer: BatchingRenderer, steps: RenderSteps) -> list[RenderedImage]:
     """Drive one render to its end with batches of one.
 
@@ -81,14 +106,41 @@ def render_alone(renderer: BatchingRenderer, steps: RenderSteps) -> list[Rendere
     Returns:
         The render's images.
     """
+    return drive_alone(renderer, steps)
+
+
+def in_inference_mode(
+    steps: Generator[DenoiseCall, torch.Tensor, Result],
+) -> Generator[DenoiseCall, torch.Tensor, Result]:
+    """``steps`` with every resume run in ``torch.inference_mode``, and the mode off in between.
+
+    A ``with torch.inference_mode()`` around a ``yield`` would leak the mode into the driver
+    and into the other renders it resumes; this enters and leaves it around each resume.
+    Closing the wrapper closes ``steps``.
+
+    Args:
+        steps: A generator of model calls.
+
+    Returns:
+        The same generator, each of its resumes in inference mode.
+    """
     try:
-        call = next(steps)
+        try:
+            with torch.inference_mode():
+                call = next(steps)
+        except StopIteration as done:
+            first: Result = done.value
+            return first
         while True:
-            [result] = renderer.denoise_batch([call])
-            call = steps.send(result)
-    except StopIteration as done:
-        images: list[RenderedImage] = done.value
-        return images
+            result = yield call
+            try:
+                with torch.inference_mode():
+                    call = steps.send(result)
+            except StopIteration as done:
+                value: Result = done.value
+                return value
+    finally:
+        steps.close()
 
 
 def plain_render_steps(

@@ -11,11 +11,15 @@ output of the global region's text, cut at CLIP's 77 tokens as diffusers' FLUX p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from omost_schema import RegionCondition
+
+from omost_renderer.pipelines.text_cache import TextEncodingCache
 
 #: T5's context length in FLUX.1-dev (schnell was trained with 256); the bound of one region.
 T5_MAX_TOKENS = 512
@@ -96,6 +100,8 @@ def encode_canvas(
     encoders: FluxTextEncoders,
     conditions: list[RegionCondition],
     max_region_tokens: int = T5_MAX_TOKENS,
+    cache: TextEncodingCache | None = None,
+    model: str = "",
 ) -> FluxPrompt:
     """Encode every region of a processed canvas for FLUX.
 
@@ -103,6 +109,9 @@ def encode_canvas(
         encoders: The tokenizers and text encoders.
         conditions: ``canvas.process().conditions`` (global first).
         max_region_tokens: T5 tokens of one region at most.
+        cache: Encoded regions kept between renders (keyed by ``model`` and the exact T5 ids,
+            and the global region's text for CLIP's pooled vector).
+        model: The model's name, part of the cache key.
 
     Returns:
         The concatenated T5 states with each token's region, and the global pooled vector.
@@ -113,9 +122,22 @@ def encode_canvas(
     states, regions = [], []
     for index, condition in enumerate(conditions):
         ids = t5_ids(encoders.tokenizer_2, region_text(condition), max_region_tokens)
-        tokens = torch.tensor([ids], dtype=torch.int64, device=device)
-        states.append(encoders.text_encoder_2(tokens)[0])
+        encode = partial(_encode_t5, encoders, ids, device)
+        states.append(_cached(cache, ("flux-t5", model, tuple(ids)), encode))
         regions.append(torch.full((len(ids),), index, dtype=torch.int64))
     masks = torch.stack([torch.from_numpy(c.mask).float() for c in conditions])
-    pooled = encode_pooled(encoders, region_text(conditions[0]))
+    text = region_text(conditions[0])
+    pooled = _cached(cache, ("flux-clip", model, text), lambda: encode_pooled(encoders, text))
     return FluxPrompt(torch.cat(states, dim=1), torch.cat(regions), masks, pooled)
+
+
+def _encode_t5(encoders: FluxTextEncoders, ids: list[int], device: torch.device) -> torch.Tensor:
+    tokens = torch.tensor([ids], dtype=torch.int64, device=device)
+    states: torch.Tensor = encoders.text_encoder_2(tokens)[0]
+    return states
+
+
+def _cached(
+    cache: TextEncodingCache | None, key: tuple[object, ...], encode: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    return encode() if cache is None else cache.get_or_encode(key, encode)

@@ -16,6 +16,7 @@ import torch
 
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
 
 
 def _components(model: str, dtype: torch.dtype, transformer: Any | None = None) -> dict[str, Any]:
@@ -85,11 +86,18 @@ def flux_from_components(
     vae_dtype: torch.dtype,
     name: str,
     schedule: RegionalSchedule | None = None,
+    *,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostFluxPipeline:
-    """Move loaded components to ``device`` and build the pipeline named ``name``."""
+    """Move loaded components to ``device`` and build the pipeline named ``name``.
+
+    ``text_cache_bytes`` bounds the pipeline's cache of encoded region texts (0: none).
+    """
     components["transformer"].to(device=device, dtype=dtype).eval()
     components["vae"].to(device=device, dtype=vae_dtype).eval()
     encoders: FluxTextEncoders = components["encoders"]
     for module in (encoders.text_encoder, encoders.text_encoder_2):
         module.to(device=device, dtype=dtype).eval()
-    return OmostFluxPipeline(**components, model_name=name, schedule=schedule)
+    return OmostFluxPipeline(
+        **components, model_name=name, schedule=schedule, text_cache_bytes=text_cache_bytes
+    )

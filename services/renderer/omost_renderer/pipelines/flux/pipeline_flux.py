@@ -57,6 +57,7 @@ from omost_renderer.pipelines.render_start import (
 from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
 
 SAMPLER_NAME = "flow-match Euler"
@@ -136,6 +137,7 @@ class OmostFluxPipeline:
         preview_every: A preview image every this many steps (and at the last).
         max_region_tokens: T5 tokens of one region at most (T5's 512 by default).
         regional: ``False`` keeps diffusers' stock processors (a reference for tests).
+        text_cache_bytes: Bound of the cache of encoded region texts (``text_cache``); 0 off.
     """
 
     #: Renders from a ``RenderStart`` (edits, init images).
@@ -153,6 +155,7 @@ class OmostFluxPipeline:
         preview_every: int = 5,
         max_region_tokens: int = T5_MAX_TOKENS,
         regional: bool = True,
+        text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
     ) -> None:
         self.transformer = transformer
         self.vae = vae
@@ -164,6 +167,8 @@ class OmostFluxPipeline:
         self.preview_every = preview_every
         self.max_region_tokens = max_region_tokens
         self.regional = regional
+        #: Encoded region texts by model and exact ids (the worker reports its counters).
+        self.text_cache = TextEncodingCache(text_cache_bytes)
         if regional:
             # Once: the processors hold their block index only, never a render's state.
             install_regional_processors(transformer)
@@ -211,7 +216,8 @@ class OmostFluxPipeline:
         (``omost_schema.occlusion``), as the SDXL pipeline does.
         """
         conditions = region_conditions(canvas, mask_mode)
-        prompt = encode_canvas(self.encoders, conditions, self.max_region_tokens)
+        prompt = encode_canvas(self.encoders, conditions, self.max_region_tokens,
+                               self.text_cache, self.model_name)  # fmt: skip
         dtype = self.transformer.dtype
         prompt = FluxPrompt(
             prompt.embeds.to(self.device, dtype),

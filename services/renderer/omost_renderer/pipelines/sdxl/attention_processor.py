@@ -58,29 +58,90 @@ def layer_size(sequence_length: int, latent_height: int, latent_width: int) -> t
     )
 
 
+#: The memory-efficient SDPA kernel wants every stride of its mask but the last to be a multiple
+#: of this; a mask that is not gets padded by the kernel on every call (a copy per layer per step).
+MASK_ALIGNMENT = 8
+
+
+def padded_keys(bias: torch.Tensor) -> torch.Tensor:
+    """``bias`` (..., N, L) copied into storage whose key axis is a multiple of 8, padded with -inf.
+
+    Slicing the result back to ``L`` keys gives the same values in the layout the fused kernel
+    takes as it is, instead of padding a copy of the mask at every call.
+
+    Args:
+        bias: Additive mask (..., N, L).
+
+    Returns:
+        (..., N, L8) with ``L8 = ceil(L / 8) * 8``; ``[..., :L]`` is ``bias``.
+    """
+    length = bias.shape[-1]
+    padded_length = -(-length // MASK_ALIGNMENT) * MASK_ALIGNMENT
+    if padded_length == length:
+        return bias.contiguous()
+    storage = bias.new_full((*bias.shape[:-1], padded_length), float("-inf"))
+    storage[..., :length] = bias
+    return storage
+
+
+def rows_of_groups(tensor: torch.Tensor, repeats: tuple[int, ...]) -> torch.Tensor:
+    """Rows ``[g0] * repeats[0] + [g1] * repeats[1] + ...`` of per-group ``tensor`` (G, ...).
+
+    A view (``expand``) where the layout allows it: one row per group, or a single group
+    repeated; otherwise one gathered copy (the caller keeps it for the whole run).
+
+    Args:
+        tensor: (G, ...) one entry per group.
+        repeats: Rows of each group, ``len(repeats) == G``.
+
+    Returns:
+        (sum(repeats), ...).
+    """
+    if all(r == 1 for r in repeats):
+        return tensor
+    if len(repeats) == 1:
+        return tensor.expand(repeats[0], *tensor.shape[1:])
+    # Built from fills on the device: no host-to-device copy (a sync) inside a step.
+    index = torch.cat([
+        torch.full((r,), group, dtype=torch.int64, device=tensor.device)
+        for group, r in enumerate(repeats)
+    ])  # fmt: skip
+    return tensor.index_select(0, index)
+
+
 @dataclass
 class RegionalContext:
-    """What the regional processors need for one denoising run.
+    """What the regional processors need for one UNet call (or one run of them).
 
-    The UNet batch is ``groups * repeats`` rows: each conditioning group (negative, positive) is
-    repeated once per image, in that order (``[neg] * k + [pos] * k``).
+    The UNet batch is made of groups of rows: a group is one conditioning (one job's negative or
+    positive prompt) repeated once per image of that job. One job with batched guidance is two
+    groups, ``[neg] * k + [pos] * k``; a step batch of several jobs is every job's groups, in the
+    batch's order, with each job's region indices offset into the shared ``masks``.
 
     Attributes:
-        token_region: int64 (groups, L): region of each key token, -1 for padding.
+        token_region: int64 (G, L): region of each key token per group, -1 for padding (a
+            shorter job's keys are padded to the longest; padding belongs to no region).
         masks: float (R, 90, 90): every region of every group.
         latent_height: Rows of the latent being denoised.
         latent_width: Columns of the latent being denoised.
-        repeats: Rows of the batch per group (the number of images).
+        repeats: Rows of the batch per group: an int for every group alike, or one per group.
     """
 
     token_region: torch.Tensor
     masks: torch.Tensor
     latent_height: int
     latent_width: int
-    repeats: int = 1
+    repeats: int | tuple[int, ...] = 1
     _cache: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False
     )
+
+    @property
+    def group_repeats(self) -> tuple[int, ...]:
+        """Rows of each group."""
+        if isinstance(self.repeats, int):
+            return (self.repeats,) * self.token_region.shape[0]
+        return self.repeats
 
     def for_layer(
         self, sequence_length: int, device: torch.device, dtype: torch.dtype
@@ -88,7 +149,9 @@ class RegionalContext:
         """Key scales (B, L) and additive mask (B, N, L) of a layer with ``sequence_length`` pixels.
 
         Computed once per resolution, on the queries' device and in their dtype, and kept for
-        every later step, so a step moves nothing between devices.
+        every later step, so a step moves nothing between devices and allocates no mask. The
+        mask is built per group (G, N, L) with its key axis stored padded to a multiple of 8
+        (``padded_keys``); the rows of a group are views of it where the layout allows.
         """
         key = (sequence_length, device, dtype)
         cached = self._cache.get(key)
@@ -97,11 +160,10 @@ class RegionalContext:
             masks = resize_masks(self.masks, height, width).to(device)
             token_region = self.token_region.to(device)
             scale = region_key_scale(masks, token_region)
-            bias = region_bias(masks, token_region, dtype)
-            cached = (
-                scale.repeat_interleave(self.repeats, dim=0),
-                bias.repeat_interleave(self.repeats, dim=0),
-            )
+            storage = padded_keys(region_bias(masks, token_region, dtype))  # (G, N, L8)
+            repeats = self.group_repeats
+            rows = rows_of_groups(storage, repeats)[..., : token_region.shape[-1]]  # (B, N, L)
+            cached = (rows_of_groups(scale, repeats), rows)
             self._cache[key] = cached
         return cached
 

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from omost_schema import RegionCondition, greedy_bags
 
+from omost_renderer.pipelines.text_cache import TextEncodingCache
+
 #: CLIP's context length and the tokens available between BOS and EOS.
 CONTEXT = 77
 WINDOW = CONTEXT - 2
@@ -116,13 +118,46 @@ def encode_ids(
     return torch.cat(features, dim=-1), pooled
 
 
+def encode_ids_cached(
+    encoders: TextEncoders,
+    ids_1: list[list[int]],
+    ids_2: list[list[int]],
+    cache: TextEncodingCache | None = None,
+    model: str = "",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_ids` through ``cache``, keyed by ``model`` and the exact ids of both encoders.
+
+    Args:
+        encoders: The text encoders.
+        ids_1: Bags for encoder 1.
+        ids_2: The same bags for encoder 2.
+        cache: Encoded texts kept between renders, or ``None``.
+        model: The model's name (part of the key: two models never share an entry).
+
+    Returns:
+        As :func:`encode_ids` (shared tensors when cached: read-only).
+    """
+    if cache is None:
+        return encode_ids(encoders, ids_1, ids_2)
+    key = ("sdxl-clip", model, encoders.pooled_projection,
+           tuple(map(tuple, ids_1)), tuple(map(tuple, ids_2)))  # fmt: skip
+    return cache.get_or_encode(key, lambda: encode_ids(encoders, ids_1, ids_2))
+
+
 @torch.inference_mode()
-def encode_regions(encoders: TextEncoders, conditions: list[RegionCondition]) -> EncodedPrompt:
+def encode_regions(
+    encoders: TextEncoders,
+    conditions: list[RegionCondition],
+    cache: TextEncodingCache | None = None,
+    model: str = "",
+) -> EncodedPrompt:
     """Encode every region of a processed canvas (global first).
 
     Args:
         encoders: The text encoders.
         conditions: ``canvas.process().conditions``.
+        cache: Encoded regions kept between renders (an edit re-encodes only what changed).
+        model: The model's name, part of the cache key.
 
     Returns:
         The concatenated features of every region's bags, each token tagged with its region.
@@ -134,7 +169,7 @@ def encode_regions(encoders: TextEncoders, conditions: list[RegionCondition]) ->
         ids_2 = region_token_ids(encoders.tokenizer_2, condition.prefixes, condition.suffixes)
         if len(ids_1) != len(ids_2):
             raise ValueError("the two tokenizers disagree on the number of bags")
-        features, region_pooled = encode_ids(encoders, ids_1, ids_2)
+        features, region_pooled = encode_ids_cached(encoders, ids_1, ids_2, cache, model)
         embeds.append(features)
         regions.append(torch.full((features.shape[1],), index, dtype=torch.int64))
         if pooled is None:
@@ -146,12 +181,16 @@ def encode_regions(encoders: TextEncoders, conditions: list[RegionCondition]) ->
 
 
 @torch.inference_mode()
-def encode_plain(encoders: TextEncoders, text: str) -> EncodedPrompt:
+def encode_plain(
+    encoders: TextEncoders, text: str, cache: TextEncodingCache | None = None, model: str = ""
+) -> EncodedPrompt:
     """Encode a prompt the ordinary SDXL way (77 tokens) as one all-ones region.
 
     Args:
         encoders: The text encoders.
         text: The prompt (the negative prompt).
+        cache: Encoded texts kept between renders.
+        model: The model's name, part of the cache key.
 
     Returns:
         A one-region conditioning covering the whole image.
@@ -160,7 +199,7 @@ def encode_plain(encoders: TextEncoders, text: str) -> EncodedPrompt:
         tok(text, padding="max_length", max_length=CONTEXT, truncation=True).input_ids
         for tok in (encoders.tokenizer, encoders.tokenizer_2)
     ]
-    features, pooled = encode_ids(encoders, [ids[0]], [ids[1]])
+    features, pooled = encode_ids_cached(encoders, [ids[0]], [ids[1]], cache, model)
     masks = torch.ones(1, 90, 90)
     token_region = torch.zeros(features.shape[1], dtype=torch.int64)
     return EncodedPrompt(features, token_region, masks, pooled)

@@ -20,6 +20,7 @@ masked-inpainting blend (``pipelines.inpaint_blend``) keeps the base outside it.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,6 @@ from omost_renderer.pipelines.sdxl.attention_processor import (
     RegionalContext,
     regional_attention_installed,
 )
-from omost_renderer.pipelines.sdxl.cfg_batch import (
-    GuidanceBatch,
-    single_context,
-    stack_for_guidance,
-)
 from omost_renderer.pipelines.sdxl.encoding import (
     EncodedPrompt,
     TextEncoders,
@@ -55,12 +51,28 @@ from omost_renderer.pipelines.sdxl.encoding import (
 )
 from omost_renderer.pipelines.sdxl.sampling import (
     SamplerBlend,
+    dpmpp_2m_steps,
     omost_sigmas,
-    sample_dpmpp_2m,
-    sigma_to_timestep,
+    schedule_of,
     training_sigmas,
 )
+from omost_renderer.pipelines.sdxl.step_inputs import (
+    BatchInputCache,
+    PassText,
+    SeparateText,
+    UNetCall,
+    guided_text,
+    separate_text,
+)
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.step_batch import (
+    DenoiseCall,
+    RenderSteps,
+    drive_alone,
+    in_inference_mode,
+    render_alone,
+)
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import (
     TILE_ABOVE_LATENT_SIDE,
     TILE_LATENT_SIDE,
@@ -126,6 +138,7 @@ class OmostSDXLPipeline:
             runs them separately, as Omost does (same result, slower).
         vae_tile_above: Latent side above which the VAE decodes and encodes in tiles.
         vae_tile: Side of one VAE tile, in latents.
+        text_cache_bytes: Bound of the cache of encoded region texts (``text_cache``); 0 off.
     """
 
     #: Renders from a ``RenderStart`` (edits, init images).
@@ -142,6 +155,7 @@ class OmostSDXLPipeline:
         batched_guidance: bool = True,
         vae_tile_above: int = TILE_ABOVE_LATENT_SIDE,
         vae_tile: int = TILE_LATENT_SIDE,
+        text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
     ) -> None:
         self.unet = unet
         self.vae = vae
@@ -152,6 +166,9 @@ class OmostSDXLPipeline:
         self.batched_guidance = batched_guidance
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self._train_sigmas = training_sigmas()
+        #: Encoded region texts by model and exact ids (the worker reports its counters).
+        self.text_cache = TextEncodingCache(text_cache_bytes)
+        self._batches = BatchInputCache()
 
     @property
     def device(self) -> torch.device:
@@ -198,29 +215,76 @@ class OmostSDXLPipeline:
         return [Image.fromarray(array) for array in self.codec.decode(latents)]
 
     # -- 4. denoising --------------------------------------------------------------------------
-    def _unet_eps(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        embeds: torch.Tensor,
-        pooled: torch.Tensor,
-        time_ids: torch.Tensor,
-    ) -> torch.Tensor:
-        """Eps prediction of the UNet at noise level ``sigma`` (k-diffusion input scaling)."""
-        dtype = self.unet.dtype
-        x_in = (x / (sigma**2 + 1) ** 0.5).to(dtype)
-        timestep = sigma_to_timestep(sigma, self._train_sigmas).to(self.device)
-        added = {"text_embeds": pooled.to(dtype), "time_ids": time_ids.to(dtype)}
-        out = self.unet(x_in, timestep, encoder_hidden_states=embeds.to(dtype),
-                        added_cond_kwargs=added, return_dict=False)[0]  # fmt: skip
-        return out.float()  # type: ignore[no-any-return]
-
-    def _time_ids(self, height: int, width: int, rows: int) -> torch.Tensor:
-        # SDXL micro-conditioning: original size, crop (0, 0), target size.
+    def _time_ids(self, height: int, width: int) -> torch.Tensor:
+        # SDXL micro-conditioning: original size, crop (0, 0), target size. (1, 6) float32.
         ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
-        return ids.repeat(rows, 1).to(self.device)
+        return ids.to(self.device)
 
     @torch.inference_mode()
+    def _pass_text(
+        self,
+        negative: EncodedPrompt,
+        positive: EncodedPrompt,
+        pixel_size: tuple[int, int],
+        latent_size: tuple[int, int],
+        k: int,
+    ) -> PassText:
+        """One pass's text inputs on the UNet's device, built before its first step."""
+        time_ids = self._time_ids(*pixel_size)
+        if self.batched_guidance:
+            return guided_text(negative, positive, time_ids, self.device, self.unet.dtype)
+        return separate_text(negative, positive, time_ids, latent_size, k, self.device,
+                             self.unet.dtype)  # fmt: skip
+
+    def denoise_steps(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        negative: EncodedPrompt,
+        positive: EncodedPrompt,
+        cfg: float,
+        pixel_size: tuple[int, int],
+        progress: _Progress | None = None,
+        blend: SamplerBlend | None = None,
+    ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
+        """One sampling pass as a generator of UNet calls (``step_batch``).
+
+        Everything that reads the host (the schedule, the timesteps, the text on the device) is
+        done before the first step; a step yields a :class:`DenoiseCall` whose payload holds
+        the latents, the noise level as a float and device views of the pass's tensors.
+
+        Args:
+            latents: float32 (k, 4, h, w), already noised to ``sigmas[0]``.
+            sigmas: Descending noise levels ending with 0.
+            negative: The negative conditioning.
+            positive: The canvas's regional conditioning.
+            cfg: Guidance scale.
+            pixel_size: ``(height, width)`` of the image, for SDXL's time ids.
+            progress: Reports each step.
+            blend: Rewrites the latents after each step (an edit's inpainting blend).
+
+        Returns:
+            (as the generator's value) The denoised latents, float32 (k, 4, h, w).
+        """
+        k, channels, lat_h, lat_w = latents.shape
+        schedule = schedule_of(sigmas, self._train_sigmas)
+        text = self._pass_text(negative, positive, pixel_size, (lat_h, lat_w), k)
+        # One copy to the device per pass; a step takes a view.
+        timesteps = torch.tensor(schedule.timesteps, dtype=torch.int64).to(self.device)
+        key = ("sdxl", self.batched_guidance, channels, lat_h, lat_w, self.unet.dtype)
+        sampler = dpmpp_2m_steps(latents, schedule, progress, blend)
+        try:
+            step = next(sampler)
+            while True:
+                call = UNetCall(x=step.x, sigma=step.sigma,
+                                input_scale=schedule.input_scales[step.index],
+                                timestep=timesteps[step.index], cfg=cfg, text=text)  # fmt: skip
+                denoised = yield DenoiseCall(key, 2 * k, call)
+                step = sampler.send(denoised)
+        except StopIteration as done:
+            result: torch.Tensor = done.value
+            return result
+
     def denoise(
         self,
         latents: torch.Tensor,
@@ -232,59 +296,75 @@ class OmostSDXLPipeline:
         progress: _Progress | None = None,
         blend: SamplerBlend | None = None,
     ) -> torch.Tensor:
-        """Run the sampler from ``latents`` (already noised to ``sigmas[0]``).
-
-        Args:
-            latents: float32 (k, 4, h, w).
-            sigmas: Descending noise levels ending with 0.
-            negative: The negative conditioning.
-            positive: The canvas's regional conditioning.
-            cfg: Guidance scale.
-            pixel_size: ``(height, width)`` of the image, for SDXL's time ids.
-            progress: Reports each step.
-            blend: Rewrites the latents after each step (an edit's inpainting blend).
+        """Run one sampling pass alone (:meth:`denoise_steps` with batches of one).
 
         Returns:
             The denoised latents, float32 (k, 4, h, w).
         """
-        k, _, lat_h, lat_w = latents.shape
-        time_ids = self._time_ids(*pixel_size, rows=2 * k)
-        if self.batched_guidance:
-            batch = stack_for_guidance(negative, positive, k)
-            batch = GuidanceBatch(batch.embeds.to(self.device), batch.pooled.to(self.device),
-                                  batch.token_region, batch.masks, k)  # fmt: skip
-            with regional_attention_installed(self.unet, batch.context(lat_h, lat_w)):
+        steps = self.denoise_steps(latents, sigmas, negative, positive, cfg, pixel_size,
+                                   progress, blend)  # fmt: skip
+        return drive_alone(self, in_inference_mode(steps))
 
-                def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-                    eps = self._unet_eps(torch.cat([x, x]), sigma, batch.embeds, batch.pooled,
-                                         time_ids)  # fmt: skip
-                    eps_neg, eps_pos = eps.chunk(2)
-                    return x - (eps_neg + cfg * (eps_pos - eps_neg)) * sigma
+    @torch.inference_mode()
+    def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
+        """Evaluate the UNet for calls of one key in one UNet call (``BatchingRenderer``).
 
-                return sample_dpmpp_2m(denoiser, latents, sigmas, progress, blend)
+        Each call is one job's ``[neg] * k + [pos] * k`` rows; the batch is every job's rows in
+        order, with per-row input scaling and timesteps, per-job time ids and pooled vectors,
+        text keys padded to the longest job's and one regional context for all of them.
+        Without batched guidance (Omost's separate passes, a benchmark baseline) each call runs
+        its two passes on its own.
 
-        contexts = [single_context(p, lat_h, lat_w, k) for p in (negative, positive)]
+        Args:
+            calls: Pending calls with equal keys (from :meth:`denoise_steps`).
 
-        def separate(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            eps = [self._conditioned_eps(x, sigma, p, c, time_ids[:k])
-                   for p, c in zip((negative, positive), contexts, strict=True)]  # fmt: skip
-            return x - (eps[0] + cfg * (eps[1] - eps[0])) * sigma
+        Returns:
+            Per call, its guided denoised estimate, float32 (k, 4, h, w).
+        """
+        payloads: list[UNetCall] = [call.payload for call in calls]
+        if not self.batched_guidance:
+            return [self._separate_passes(p) for p in payloads]
+        inputs = self._batches.inputs(payloads)
+        x_in = torch.cat([torch.cat([p.x, p.x]) / p.input_scale for p in payloads])
+        timesteps = torch.cat([p.timestep.expand(2 * p.k) for p in payloads])
+        eps = self._unet_eps(x_in, timesteps, inputs.embeds, inputs.pooled, inputs.time_ids,
+                             inputs.context)  # fmt: skip
+        results, offset = [], 0
+        for p in payloads:
+            eps_neg, eps_pos = eps[offset : offset + p.k], eps[offset + p.k : offset + 2 * p.k]
+            results.append(p.x - (eps_neg + p.cfg * (eps_pos - eps_neg)) * p.sigma)
+            offset += 2 * p.k
+        return results
 
-        return sample_dpmpp_2m(separate, latents, sigmas, progress, blend)
-
-    def _conditioned_eps(
+    def _unet_eps(
         self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        prompt: EncodedPrompt,
-        context: RegionalContext,
+        x_in: torch.Tensor,
+        timesteps: torch.Tensor,
+        embeds: torch.Tensor,
+        pooled: torch.Tensor,
         time_ids: torch.Tensor,
+        context: RegionalContext,
     ) -> torch.Tensor:
-        k = x.shape[0]
-        embeds = prompt.embeds.to(self.device).repeat(k, 1, 1)
-        pooled = prompt.pooled.to(self.device).repeat(k, 1)
+        """Eps prediction of the UNet for scaled inputs (B, 4, h, w) and int64 timesteps (B,)."""
+        dtype = self.unet.dtype
+        added = {"text_embeds": pooled, "time_ids": time_ids}
         with regional_attention_installed(self.unet, context):
-            return self._unet_eps(x, sigma, embeds, pooled, time_ids)
+            out = self.unet(x_in.to(dtype), timesteps, encoder_hidden_states=embeds,
+                            added_cond_kwargs=added, return_dict=False)[0]  # fmt: skip
+        return out.float()  # type: ignore[no-any-return]
+
+    def _separate_passes(self, call: UNetCall) -> torch.Tensor:
+        """Omost's guidance: a negative and a positive UNet pass, each with its own context."""
+        text = call.text
+        if not isinstance(text, SeparateText):
+            raise TypeError("separate guidance needs a SeparateText")
+        x_in = call.x / call.input_scale
+        timesteps = call.timestep.expand(call.k)
+        eps = [
+            self._unet_eps(x_in, timesteps, embeds, pooled, text.time_ids, context)
+            for embeds, pooled, context in text.passes
+        ]
+        return call.x - (eps[0] + call.cfg * (eps[1] - eps[0])) * call.sigma
 
     # -- the whole render ----------------------------------------------------------------------
     def render(
@@ -296,6 +376,8 @@ class OmostSDXLPipeline:
         start: RenderStart | None = None,
     ) -> list[RenderedImage]:
         """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
+
+        The render of :meth:`render_steps`, driven alone.
 
         Args:
             canvas: A validated canvas.
@@ -309,6 +391,31 @@ class OmostSDXLPipeline:
             One image per seed, with the parameters that reproduce it and the final latents
             of each pass.
         """
+        return render_alone(self, self.render_steps(canvas, params, on_step, start=start))
+
+    def render_steps(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
+    ) -> RenderSteps:
+        """The render of :meth:`render` as a generator of UNet calls (``step_batch``).
+
+        The per-job work (text, start latents, the hires pass's decode and encode, the final
+        decode) runs inside the generator; each step's UNet evaluation is yielded. Every resume
+        runs in inference mode.
+        """
+        return in_inference_mode(self._render_steps(canvas, params, on_step, start))
+
+    def _render_steps(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None,
+        start: RenderStart | None,
+    ) -> RenderSteps:
         # 1. inputs
         self.check_inputs(params)
         hires = hires_pass_size(params.width, params.height, params.hires_scale)
@@ -316,19 +423,20 @@ class OmostSDXLPipeline:
         seeds = [params.seed + i for i in range(params.num_images)]
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
-        # 2. text
+        # 2. text (region encodings come from the text cache when seen before)
         processed = canvas.process()
         conditions = processed.conditions
         if params.mask_mode == "occlusion":
             conditions = occlusion_conditions(canvas, conditions)
-        positive = encode_regions(self.encoders, conditions)
-        negative = encode_plain(self.encoders, params.negative_prompt)
+        positive = encode_regions(self.encoders, conditions, self.text_cache, self.model_name)
+        negative = encode_plain(self.encoders, params.negative_prompt, self.text_cache,
+                                self.model_name)  # fmt: skip
 
         # 3. starting latents
         height, width = params.height, params.width
         image_start = start is not None and start.image is not None
         strength = start.strength if start and image_start else params.sketch_strength or 1.0
-        sigmas = omost_sigmas(params.steps, strength).to(self.device)
+        sigmas = omost_sigmas(params.steps, strength)
         latents = self._noise(generators, height, width) * sigmas[0].float()
         # The kept part's noise is the base render's own (its seed), drawn in the same order.
         keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
@@ -341,12 +449,12 @@ class OmostSDXLPipeline:
             latents = latents + self.codec.encode(sketch).float().to(self.device)
         blend = self._blend(start, kept, keep, params.steps, width, height)
         if blend is not None:
-            latents = blend.start(latents, sigmas[0].float())
+            latents = blend.start(latents, float(sigmas[0]))
 
         # 4. denoise
         progress = _Progress(on_step, 0, total, self.preview_every)
-        latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
-                               (height, width), progress, blend)  # fmt: skip
+        latents = yield from self.denoise_steps(latents, sigmas, negative, positive, params.cfg,
+                                                (height, width), progress, blend)  # fmt: skip
         passes = {BASE_PASS: latents}
 
         # 5. hires fix
@@ -355,16 +463,17 @@ class OmostSDXLPipeline:
             upscaled = [
                 im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)
             ]
-            sigmas = omost_sigmas(params.hires_steps, params.hires_denoise).to(self.device)
+            sigmas = omost_sigmas(params.hires_steps, params.hires_denoise)
             noise = self._noise(generators, height, width)
             latents = self.encode_image(upscaled) + noise * sigmas[0].float()
             kept = self._kept_latents(start, HIRES_PASS, width, height)
             blend = self._blend(start, kept, keep, params.hires_steps, width, height)
             if blend is not None:
-                latents = blend.start(latents, sigmas[0].float())
+                latents = blend.start(latents, float(sigmas[0]))
             progress = _Progress(on_step, params.steps, total, self.preview_every)
-            latents = self.denoise(latents, sigmas, negative, positive, params.cfg,
-                                   (height, width), progress, blend)  # fmt: skip
+            latents = yield from self.denoise_steps(latents, sigmas, negative, positive,
+                                                    params.cfg, (height, width), progress,
+                                                    blend)  # fmt: skip
             passes[HIRES_PASS] = latents
 
         # 6. decode
