@@ -140,18 +140,25 @@ def test_resolve_model_default_only_served_or_unknown() -> None:
     assert json.loads(_request("x").model_dump_json())["model"] == "x"
 
 
+#: Each family's tiny model and the worker that serves it.
+WORKERS = {"tiny": "sdxl-worker", "tiny-flux": "flux-worker", "tiny-flux2": "flux2-worker"}
+
+
 @pytest.fixture
-def two_families(
+def every_family(
     redis_url: str, tmp_path: Path, start_worker: Callable[..., WorkerThread]
 ) -> Settings:
-    """Workers of the tiny SDXL and the tiny FLUX pipelines, each serving its own model."""
+    """Workers of the tiny SDXL, FLUX.1 and FLUX.2 pipelines, each serving its own model."""
     from omost_renderer.pipelines.flux.tiny import build_tiny_flux
+    from omost_renderer.pipelines.flux2.tiny import build_tiny_flux2
     from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 
     sdxl = make_settings(redis_url, tmp_path / "r", model="tiny")
     flux = make_settings(redis_url, tmp_path / "r", model="tiny-flux")
-    start_worker(build_tiny_renderer(), sdxl, name="sdxl-worker")
-    start_worker(build_tiny_flux(guidance=False), flux, name="flux-worker")
+    flux2 = make_settings(redis_url, tmp_path / "r", model="tiny-flux2")
+    start_worker(build_tiny_renderer(), sdxl, name=WORKERS["tiny"])
+    start_worker(build_tiny_flux(guidance=False), flux, name=WORKERS["tiny-flux"])
+    start_worker(build_tiny_flux2(), flux2, name=WORKERS["tiny-flux2"])
     return sdxl
 
 
@@ -169,55 +176,63 @@ def _wait_models(client: TestClient, count: int) -> list[dict[str, object]]:
 
 
 def test_every_family_renders_through_the_service_by_model(
-    two_families: Settings, redis_client: Redis
+    every_family: Settings, redis_client: Redis
 ) -> None:
-    with TestClient(create_app(two_families)) as client:
-        listed = _wait_models(client, 2)
-        assert [(m["id"], m["family"]) for m in listed] == [("tiny", "sdxl"), ("tiny-flux", "flux")]
-        flux_caps = listed[1]["capabilities"]
-        assert flux_caps == {"cfg": None, "negative_prompt": False, "hires": True}
+    with TestClient(create_app(every_family)) as client:
+        listed = _wait_models(client, 3)
+        assert [(m["id"], m["family"]) for m in listed] == [
+            ("tiny", "sdxl"),
+            ("tiny-flux", "flux"),
+            ("tiny-flux2", "flux2"),
+        ]
+        for caps in (listed[1]["capabilities"], listed[2]["capabilities"]):
+            assert caps == {"cfg": None, "negative_prompt": False, "hires": True}
         body = {"canvas": canvas_json(), "width": 64, "height": 64, "steps": 2}
-        answers = {
-            m: client.post("/v1/renders", json={**body, "model": m}) for m in ("tiny", "tiny-flux")
-        }
-        ids = {m: a.json()["id"] for m, a in answers.items()}
+        answers = {m: client.post("/v1/renders", json={**body, "model": m}) for m in WORKERS}
+        ids: dict[str, str] = {m: str(a.json()["id"]) for m, a in answers.items()}
         for model, job_id in ids.items():
             wait_for(lambda j=job_id: _field(redis_client, j, "status") == "succeeded")
             png = client.get(f"/v1/renders/{job_id}/images/0")
+            assert png.content.startswith(b"\x89PNG")
             assert Image.open(io.BytesIO(png.content)).size == (64, 64)
-            expected = "sdxl-worker" if model == "tiny" else "flux-worker"
-            assert _field(redis_client, job_id, "worker") == expected
+            assert _field(redis_client, job_id, "worker") == WORKERS[model]
 
         unknown = client.post("/v1/renders", json={**body, "model": "dall-e-3"})
         assert unknown.status_code == 400
         error = unknown.json()["error"]
         assert error["param"] == "model"
-        assert "tiny-flux" in error["message"]
+        assert "tiny-flux2" in error["message"]
         # Several models and no default: a job must name one.
         assert client.post("/v1/renders", json=body).json()["error"]["code"] == "model_required"
-        refused = client.post("/v1/renders", json={**body, "model": "tiny-flux", "cfg": 4.0})
-        assert refused.status_code == 400
-        assert refused.json()["error"]["param"] == "cfg"
+        for model in ("tiny-flux", "tiny-flux2"):
+            refused = client.post("/v1/renders", json={**body, "model": model, "cfg": 4.0})
+            assert refused.status_code == 400
+            assert refused.json()["error"]["param"] == "cfg"
+        negative = {**body, "model": "tiny-flux2", "negative_prompt": "blurry"}
+        assert client.post("/v1/renders", json=negative).json()["error"]["param"] == (
+            "negative_prompt"
+        )
 
 
 def test_images_api_takes_model(
-    two_families: Settings, httpserver: HTTPServer, redis_client: Redis
+    every_family: Settings, httpserver: HTTPServer, redis_client: Redis
 ) -> None:
     httpserver.expect_request("/v1/canvases", method="POST").respond_with_json(
         {"canvas": canvas_json("a lighthouse at dusk"), "code": "canvas = Canvas()"}
     )
-    settings = two_families.model_copy(
+    settings = every_family.model_copy(
         update={"llm_url": httpserver.url_for("/").rstrip("/"), "images_steps": 2}
     )
     with TestClient(create_app(settings)) as client:
-        _wait_models(client, 2)
+        _wait_models(client, 3)
         sdk = OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client)
-        result = sdk.images.generate(
-            model="tiny-flux", prompt="a lighthouse", size="64x64", response_format="b64_json"
-        )
-        assert result.data is not None
-        image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
-        assert image.size == (64, 64)
+        for model in ("tiny-flux", "tiny-flux2"):
+            result = sdk.images.generate(
+                model=model, prompt="a lighthouse", size="64x64", response_format="b64_json"
+            )
+            assert result.data is not None
+            image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
+            assert image.size == (64, 64)
         asked = len(httpserver.log)
         with pytest.raises(BadRequestError, match="not served"):
             sdk.images.generate(model="dall-e-3", prompt="a lighthouse", size="64x64")

@@ -41,7 +41,9 @@ class ServedModel(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "omost-renderer"
-    family: str = Field(description="Pipeline family: `sdxl` or `flux`.")
+    family: str = Field(
+        description="Pipeline family: `sdxl`, `flux` (FLUX.1) or `flux2` (FLUX.2 klein)."
+    )
     capabilities: dict[str, Any] = Field(
         description="`cfg`: `cfg`, `guidance` (FLUX.1-dev's distilled guidance) or null"
         " (refused); `negative_prompt` and `hires`: whether they are taken."
