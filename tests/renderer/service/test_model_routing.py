@@ -191,7 +191,11 @@ def test_every_family_renders_through_the_service_by_model(
         answers = {m: client.post("/v1/renders", json={**body, "model": m}) for m in WORKERS}
         ids: dict[str, str] = {m: str(a.json()["id"]) for m, a in answers.items()}
         for model, job_id in ids.items():
-            wait_for(lambda j=job_id: _field(redis_client, j, "status") == "succeeded")
+
+            def succeeded(job: str = job_id) -> bool:
+                return _field(redis_client, job, "status") == "succeeded"
+
+            wait_for(succeeded)
             png = client.get(f"/v1/renders/{job_id}/images/0")
             assert png.content.startswith(b"\x89PNG")
             assert Image.open(io.BytesIO(png.content)).size == (64, 64)
