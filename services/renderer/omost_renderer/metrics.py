@@ -19,6 +19,41 @@ from prometheus_client.registry import Collector
 
 from omost_renderer.job_queue import constants
 from omost_renderer.job_queue.api_queue import QueueStats
+from omost_renderer.worker.render_counters import BATCH_FIELDS, TEXT_CACHE_FIELDS
+
+#: Rendering counters the workers keep: (metric, metrics hash field, documentation).
+_RENDER_COUNTERS = (
+    (
+        "omost_render_model_calls",
+        BATCH_FIELDS["calls_made"],
+        "Denoiser calls the workers made (one per step of a batch of renders).",
+    ),
+    (
+        "omost_render_renders_stepped",
+        BATCH_FIELDS["renders_stepped"],
+        "Render steps those calls advanced; divided by the calls, the mean renders per call.",
+    ),
+    (
+        "omost_render_batch_rows",
+        BATCH_FIELDS["rows_run"],
+        "Model batch rows those calls carried (two per image with classifier-free guidance).",
+    ),
+    (
+        "omost_render_batch_splits",
+        BATCH_FIELDS["splits"],
+        "Shared model calls that failed and were retried one render at a time.",
+    ),
+    (
+        "omost_render_text_cache_hits",
+        TEXT_CACHE_FIELDS["hits"],
+        "Prompt encodings the workers' text caches answered.",
+    ),
+    (
+        "omost_render_text_cache_misses",
+        TEXT_CACHE_FIELDS["misses"],
+        "Prompt encodings that ran the text encoders.",
+    ),
+)
 
 
 def _histogram(
@@ -83,6 +118,8 @@ class _QueueCollector(Collector):
             webhooks.add_metric([outcome], float(stats.counters.get(f"webhooks:{outcome}", "0")))
         yield webhooks
         yield from _key_metrics(stats.counters)
+        for name, field, documentation in _RENDER_COUNTERS:
+            yield CounterMetricFamily(name, documentation, float(stats.counters.get(field, "0")))
         yield _histogram(
             "wait",
             "Time from enqueue to the start of an attempt.",
