@@ -12,6 +12,29 @@ from pathlib import Path
 
 HEADING = "## GPU suite"
 COMMAND = "make bench BENCH=gpu"
+#: What the suite measures, kept in the docs section of every run.
+MEASURES = """\
+What it measures, in one process within `--budget-s` (default 480 s; a section that would not
+fit is skipped and listed), on one H100/H200-class GPU:
+
+- SDXL base shapes (UNet 2.6B, CLIP-L and OpenCLIP-bigG encoders, VAE), fp16 (VAE fp32), random
+  weights built on the GPU, 896x1152, 25 steps, a canvas of a global and three local regions;
+- the UNet alone, 25 evaluations with CFG: diffusers' plain processors (77 tokens, no regions)
+  vs ours (batched guidance, regional) vs Omost's separate passes with materialised logits
+  (`bench_attention.unet_bench`);
+- a whole render: seconds, peak `torch.cuda.max_memory_allocated`, device syncs per step
+  (`torch.cuda.set_sync_debug_mode("warn")` warnings counted), and the same render with separate
+  guidance passes;
+- 1, 2, 4 and 8 jobs arriving together, rendered one at a time vs stepped together by `StepBatch`
+  (the worker's driver, the pipeline's `render_steps`/`denoise_batch`): images per minute and
+  p50/p95 latency per job from the common arrival;
+- each speed option on vs off, side by side: `OMOST_RENDERER_CHANNELS_LAST`,
+  `OMOST_RENDERER_FUSE_QKV`, then `OMOST_RENDERER_COMPILE` on a fresh UNet (first render with the
+  compile, then the slower of two further renders: a render installs new processor objects, so
+  recompiles would show there);
+- FLUX.1-dev shapes (transformer 12B, T5-XXL, CLIP-L), bfloat16, 1024x1024: regional (default
+  schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory.
+"""
 
 
 @dataclass(frozen=True)
@@ -49,7 +72,7 @@ def section(rows: list[Row], device: str, notes: list[str]) -> str:
         f" this section. Last run: {device}.\n\n"
     )
     body = "".join(f"- {note}\n" for note in notes)
-    return intro + table(rows) + ("\n" + body if body else "")
+    return intro + MEASURES + "\n" + table(rows) + ("\n" + body if body else "")
 
 
 def replace_section(docs: Path, text: str) -> None:

@@ -61,6 +61,7 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
             channels_last=settings.channels_last,
             fuse_qkv=settings.fuse_qkv,
         ),
+        text_cache_bytes=settings.text_cache_mb * 2**20,
     )
 
 

@@ -131,3 +131,10 @@ def test_text_cache_bound_is_bounded() -> None:
     for outside in (-1, 4097):
         with pytest.raises(ValidationError):
             Settings(text_cache_mb=outside)
+
+
+@pytest.mark.parametrize("megabytes", [0, 3])
+def test_text_cache_bound_reaches_the_loaded_pipeline(megabytes: int) -> None:
+    settings = Settings(model="tiny-flux", device="cpu", dtype="float32", text_cache_mb=megabytes)
+    renderer = build_renderer(settings)
+    assert getattr(renderer, "text_cache").max_bytes == megabytes * 2**20  # noqa: B009
