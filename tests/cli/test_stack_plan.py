@@ -1,8 +1,10 @@
+import os
 from pathlib import Path
 
 import pytest
 from omost_cli.dotenv import read_dotenv
-from omost_cli.stack_plan import CPU_DEFAULTS, GPU_DEFAULTS, plan_stack
+from omost_cli.local_stack import build_processes
+from omost_cli.stack_plan import CPU_DEFAULTS, GPU_DEFAULTS, StackPlan, plan_stack
 
 
 def test_plan_without_gpu_uses_cpu_models_and_says_so() -> None:
@@ -72,3 +74,56 @@ def test_binding_beyond_loopback_needs_api_keys(host: str) -> None:
     keys = {"OMOST_LLM_API_KEYS": "a=0123456789abcdefgh", "OMOST_RENDERER_API_KEYS": "b=x" * 8}
     assert plan_stack({"OMOST_HOST": host, **keys}, {}, gpus=0).host == host
     assert plan_stack({"OMOST_HOST": "127.0.0.1"}, {}, gpus=0).host == "127.0.0.1"
+
+
+def _workers(plan: StackPlan) -> dict[str, dict[str, str]]:
+    processes = build_processes(plan, "redis://127.0.0.1:6379/0")
+    return {p.name: p.env for p in processes if p.name.startswith("worker")}
+
+
+def test_cpu_serves_the_tiny_sdxl_and_flux_side_by_side_with_sdxl_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plan = plan_stack({}, {}, gpus=0)
+    assert plan.models == ("tiny", "tiny-flux")
+    assert plan.env["OMOST_RENDERER_DEFAULT_MODEL"] == "tiny"
+    workers = _workers(plan)
+    assert {name: env["OMOST_RENDERER_MODEL"] for name, env in workers.items()} == {
+        "worker-tiny": "tiny",
+        "worker-tiny-flux": "tiny-flux",
+    }
+    # The LLM and the two workers share the cores.
+    assert {env["OMP_NUM_THREADS"] for env in workers.values()} == {
+        str(max(1, (os.cpu_count() or 1) // 3))
+    }
+
+
+def test_a_model_chosen_alone_is_served_alone_without_the_pairs_default() -> None:
+    plan = plan_stack({}, {"OMOST_RENDERER_MODEL": "tiny-flux2"}, gpus=0)
+    assert plan.models == ("tiny-flux2",)
+    assert "OMOST_RENDERER_DEFAULT_MODEL" not in plan.env
+    assert list(_workers(plan)) == ["worker"]
+    assert _workers(plan)["worker"]["OMOST_RENDERER_MODEL"] == "tiny-flux2"
+
+
+def test_models_listed_by_hand_are_deduplicated_and_bounded() -> None:
+    plan = plan_stack({"OMOST_RENDERER_MODELS": "tiny, tiny-flux2,tiny"}, {}, gpus=0)
+    assert plan.models == ("tiny", "tiny-flux2")
+    with pytest.raises(ValueError, match="at most 4"):
+        plan_stack({"OMOST_RENDERER_MODELS": "a,b,c,d,e"}, {}, gpus=0)
+
+
+def test_gpus_take_the_listed_models_in_turn_and_each_model_needs_one() -> None:
+    models = {"OMOST_RENDERER_MODELS": "sdxl-model,flux-model"}
+    plan = plan_stack(models, {}, gpus=3)
+    workers = _workers(plan)
+    assert {name: (env["CUDA_VISIBLE_DEVICES"], env["OMOST_RENDERER_MODEL"])
+            for name, env in workers.items()} == {
+        "worker-gpu0-sdxl-model": ("0", "sdxl-model"),
+        "worker-gpu1-flux-model": ("1", "flux-model"),
+        "worker-gpu2-sdxl-model": ("2", "sdxl-model"),
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="2 models but there are 1 GPUs"):
+        plan_stack(models, {}, gpus=1)
+    assert list(_workers(plan_stack({}, {}, gpus=1))) == ["worker-gpu0"]

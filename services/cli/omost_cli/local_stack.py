@@ -141,7 +141,8 @@ def build_processes(plan: StackPlan, redis_url: str) -> list[ManagedProcess]:
     """Return the service processes in start order (LLM, renderer API, then workers)."""
     env = {**os.environ, **plan.env, "OMOST_REDIS_URL": redis_url}
     if plan.gpus == 0:
-        env.setdefault("OMP_NUM_THREADS", _cpu_threads_each(2))
+        # The LLM and every worker share the cores.
+        env.setdefault("OMP_NUM_THREADS", _cpu_threads_each(1 + len(plan.models)))
     processes = [
         ManagedProcess(
             "llm",
@@ -162,14 +163,19 @@ def build_processes(plan: StackPlan, redis_url: str) -> list[ManagedProcess]:
         ),
     ]
     worker = _executable("omost-renderer")
+    several = len(plan.models) > 1
     if plan.gpus == 0:
-        processes.append(ManagedProcess("worker", [worker, "worker"], env, restart=True))
+        # One worker per model, each loading only its own model.
+        for model in plan.models:
+            name = f"worker-{model}" if several else "worker"
+            model_env = {**env, "OMOST_RENDERER_MODEL": model}
+            processes.append(ManagedProcess(name, [worker, "worker"], model_env, restart=True))
     for gpu in range(plan.gpus):
-        # One worker per GPU, each seeing only its own device.
-        gpu_env = {**env, "CUDA_VISIBLE_DEVICES": str(gpu)}
-        processes.append(
-            ManagedProcess(f"worker-gpu{gpu}", [worker, "worker"], gpu_env, restart=True)
-        )
+        # One worker per GPU, each seeing only its own device; the models take turns.
+        model = plan.models[gpu % len(plan.models)]
+        gpu_env = {**env, "CUDA_VISIBLE_DEVICES": str(gpu), "OMOST_RENDERER_MODEL": model}
+        name = f"worker-gpu{gpu}-{model}" if several else f"worker-gpu{gpu}"
+        processes.append(ManagedProcess(name, [worker, "worker"], gpu_env, restart=True))
     return processes
 
 
@@ -232,7 +238,8 @@ def _announce(plan: StackPlan) -> None:
         bar = "!" * 78
         print(
             f"{bar}\n!! NO GPU FOUND: running the CPU models. The LLM is a small bundled model"
-            "\n!! (weak canvases) and the renderer is a tiny RANDOM-WEIGHT SDXL (images are noise)."
+            "\n!! (weak canvases); the renderer serves a tiny RANDOM-WEIGHT SDXL (`tiny`, the"
+            "\n!! default) and FLUX.1 (`tiny-flux`) side by side: images are noise."
             f"\n!! On a GPU machine the real Omost model and RealVisXL are used.\n{bar}",
             flush=True,
         )
@@ -275,6 +282,7 @@ def run_stack(plan: StackPlan, ready_timeout_s: float = 3600.0) -> int:
             f"\nomost-serve is running:\n"
             f"  web page         {plan.renderer_url}/\n"
             f"  renderer API     {plan.renderer_url}/v1/renders\n"
+            f"  models           {', '.join(plan.models)}\n"
             f"  LLM service      {plan.llm_url}/v1/chat/completions\n"
             f"  redis            {redis_url}\n"
             "Press Ctrl-C to stop.",

@@ -68,7 +68,8 @@ def _cmd_compose(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"canvas": _read_canvas(Path(args.canvas))}
-    for name in ("width", "height", "steps", "cfg", "seed", "num_images", "negative_prompt"):
+    names = ("model", "width", "height", "steps", "cfg", "seed", "num_images", "negative_prompt")
+    for name in names:
         value = getattr(args, name)
         if value is not None:
             body[name] = value
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render a canvas file and save the images")
     render.add_argument("canvas", help="canvas file: .json, or Omost code")
+    render.add_argument("--model", help="served model to render with (default: the service's)")
     render.add_argument("--width", type=int)
     render.add_argument("--height", type=int)
     render.add_argument("--steps", type=int)
