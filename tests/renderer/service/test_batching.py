@@ -10,6 +10,7 @@ import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from batching_renderer import BAD_KERNEL, BatchingFakeRenderer
@@ -29,7 +30,13 @@ def body(description: str, **params: object) -> dict[str, object]:
 
 
 def record(redis: Redis, job_id: str) -> dict[str, str]:
-    return redis.hgetall(constants.job_key(job_id))
+    return cast(dict[str, str], redis.hgetall(constants.job_key(job_id)))
+
+
+def stream(redis: Redis, key: str) -> list[dict[str, str]]:
+    """The fields of every entry of the stream ``key``."""
+    entries = cast(list[tuple[str, dict[str, str]]], redis.xrange(key))
+    return [fields for _, fields in entries]
 
 
 def step_of(redis: Redis, job_id: str) -> int:
@@ -43,8 +50,8 @@ def ended(redis: Redis, ids: list[str]) -> Callable[[], bool]:
 
 def progress_steps(redis: Redis, job_id: str) -> list[int]:
     """The steps of the job's progress events, in order."""
-    events = redis.xrange(constants.events_key(job_id))
-    return [int(json.loads(f["data"])["step"]) for _, f in events if f.get("type") == "progress"]
+    events = stream(redis, constants.events_key(job_id))
+    return [int(json.loads(f["data"])["step"]) for f in events if f["type"] == "progress"]
 
 
 @pytest.fixture
@@ -144,8 +151,8 @@ def test_a_poison_job_in_a_batch_fails_alone(
     assert renderer.attempted[1:5] == [[name] for name in names]
     assert renderer.shared[:3] == [["good 1"], ["good 2"], ["good 3"]]
     assert renderer.shared[3:] == [["good 1", "good 2", "good 3"]] * 5
-    dead = redis_client.xrange(constants.DEAD_LETTER_KEY)
-    assert [fields["job"] for _, fields in dead] == [ids[1]]
+    dead = stream(redis_client, constants.DEAD_LETTER_KEY)
+    assert [fields["job"] for fields in dead] == [ids[1]]
 
 
 def test_a_poisoned_device_releases_every_job_of_the_batch_and_stops_the_worker(
@@ -205,7 +212,7 @@ def test_sigterm_drains_the_batch_then_exits(
         OMOST_TEST_STEP_SLEEP_S="0.03",
     )
     with TestClient(create_app(batch_settings)) as client:
-        ids = [client.post("/v1/renders", json=body(n, steps=20)).json()["id"] for n in "abc"]
+        ids = [client.post("/v1/renders", json=body(n, steps=40)).json()["id"] for n in "abc"]
         worker = start_process(["worker"], env, tmp_path / "worker.log")
         try:
             # All three held at once when the signal comes: the drain finishes a whole batch.
