@@ -102,17 +102,17 @@ def _sdxl_vae(**overrides: Any) -> Any:
 
 
 def full_sdxl(device: str, dtype: torch.dtype) -> OmostSDXLPipeline:
-    """SDXL base's shapes with random weights: UNet and text encoders in ``dtype``.
+    """SDXL base's shapes with random weights: UNet in float16, text encoders in ``dtype``.
 
     The VAE runs in float32, as ``loading.vae_dtype`` picks for SDXL's stock VAE in float16.
     """
     from omost_renderer.pipelines.sdxl.encoding import TextEncoders
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    from benchmarks.bench_attention import _sdxl_unet  # the same UNet as the attention bench
+    from benchmarks.bench_attention import sdxl_unet  # the same UNet as the attention bench
 
     with built_on(device, dtype):
-        unet = _sdxl_unet(device)
+        unet = sdxl_unet(device)
         encoders = TextEncoders(
             tokenizer=_tokenizer(),
             tokenizer_2=_tokenizer(pad_token="!"),
@@ -123,7 +123,7 @@ def full_sdxl(device: str, dtype: torch.dtype) -> OmostSDXLPipeline:
         vae = _sdxl_vae()
     for module in (unet, vae, encoders.text_encoder, encoders.text_encoder_2):
         module.eval()
-    return OmostSDXLPipeline(unet.to(dtype), vae, encoders, model_name="sdxl-random")
+    return OmostSDXLPipeline(unet, vae, encoders, model_name="sdxl-random")
 
 
 def tiny_sdxl() -> OmostSDXLPipeline:

@@ -86,3 +86,30 @@ def test_section_is_replaced_in_place_and_appended_when_absent(tmp_path: Path) -
 def test_budget_is_bounded() -> None:
     with pytest.raises(SystemExit):
         bench_gpu.main(["--smoke", "--budget-s", str(bench_gpu.MAX_BUDGET_S + 1)])
+
+
+@pytest.mark.filterwarnings("ignore:There are modules in UNet2DConditionModel:UserWarning")
+def test_full_size_models_have_the_published_shapes_and_fit_together() -> None:
+    # Built on the meta device: shapes and parameter counts without memory or compute.
+    sdxl = gpu_models.full_sdxl("meta", torch.float16)
+    assert 2.5e9 < sum(p.numel() for p in sdxl.unet.parameters()) < 2.6e9
+    encoders = sdxl.encoders
+    ids = torch.zeros(1, 77, dtype=torch.long, device="meta")
+    with torch.inference_mode():
+        first = encoders.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
+        second = encoders.text_encoder_2(ids, output_hidden_states=True)
+        text = torch.cat([first, second.hidden_states[-2]], dim=-1).repeat(2, 1, 1)
+        added = {
+            "text_embeds": second.text_embeds.repeat(2, 1),
+            "time_ids": torch.zeros(2, 6, device="meta", dtype=torch.float16),
+        }
+        latents = torch.zeros(2, 4, 144, 112, device="meta", dtype=torch.float16)
+        timestep = torch.zeros(2, device="meta")
+        eps = sdxl.unet(latents, timestep, text, added_cond_kwargs=added).sample
+    assert eps.shape == latents.shape
+    flux = gpu_models.full_flux("meta", torch.bfloat16, regional=True)
+    assert 11.8e9 < sum(p.numel() for p in flux.transformer.parameters()) < 12.0e9
+    t5 = flux.encoders.text_encoder_2
+    assert t5.config.d_model == flux.transformer.config.joint_attention_dim
+    clip = flux.encoders.text_encoder
+    assert clip.config.hidden_size == flux.transformer.config.pooled_projection_dim
