@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -29,6 +30,18 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for_models(renderer_url: str, models: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    served: set[str] = set()
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{renderer_url}/v1/models", timeout=5.0).json()
+        served = {model["id"] for model in answer["data"]}
+        if served == models:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"served {served}, expected {models}")
 
 
 def _wait_for_line(process: subprocess.Popen[str], text: str, timeout_s: float) -> list[str]:
@@ -93,6 +106,17 @@ def test_run_compose_render_and_stop(tmp_path: Path) -> None:
         assert len(saved) == 1
         with Image.open(saved[0]) as image:
             assert image.size == (64, 128)
+        # The tiny FLUX.1 is served beside the tiny SDXL (the default above): render by model.
+        _wait_for_models(urls["OMOST_RENDERER_URL"], {"tiny", "tiny-flux"}, timeout_s=120)
+        flux = subprocess.run(
+            [str(BIN / "omost"), "render", str(canvas_file), "--model", "tiny-flux",
+             "--width", "64", "--height", "64", "--steps", "2",
+             "--out", str(tmp_path / "flux")],
+            env=cli_env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert flux.returncode == 0, flux.stderr
+        with Image.open(flux.stdout.split()[0]) as image:
+            assert image.size == (64, 64)
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=90)
