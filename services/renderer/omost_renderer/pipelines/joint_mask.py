@@ -24,6 +24,7 @@ from enum import StrEnum
 
 import torch
 
+from omost_renderer.pipelines.mask_layout import padded_keys
 from omost_renderer.pipelines.regional_attention import resize_masks
 
 
@@ -118,7 +119,8 @@ def joint_bias(
 
     Returns:
         ``dtype`` (1, 1, T + N, T + N) with 0 where allowed, ``-inf`` elsewhere and the area bias
-        on the image-to-text block; ``None`` when the canvas has only its global region.
+        on the image-to-text block (a view of storage padded to 8 keys, ``mask_layout``);
+        ``None`` when the canvas has only its global region.
     """
     if masks.shape[0] == 1:
         return None
@@ -130,4 +132,6 @@ def joint_bias(
         t = token_region.shape[0]
         bias[t:, :t] += area_bias(token_region, inside)[None, :]
     bias.masked_fill_(~allowed, float("-inf"))
-    return bias.to(dtype)[None, None]
+    # Stored with its key axis padded to 8, so the fused kernel takes it without a copy per call.
+    size = allowed.shape[-1]
+    return padded_keys(bias.to(dtype))[:, :size][None, None]

@@ -23,19 +23,28 @@ from diffusers.models.embeddings import apply_rotary_emb
 class RegionalMask:
     """The regional mask of one transformer call, passed as ``joint_attention_kwargs``.
 
+    In a step batch of several jobs (``step_inputs``) the text of every job is padded to the
+    longest; ``bias`` then has one row per image, and ``unmasked`` hides the padding keys where
+    the attention is otherwise unmasked (blocks the schedule skips, the base pass of the blend).
+
     Attributes:
-        bias: (1, 1, T + N, T + N) additive mask in the queries' dtype (``joint_mask.joint_bias``).
+        bias: (1 or B, 1, T + N, T + N) additive mask in the queries' dtype
+            (``joint_mask.joint_bias``).
         text_length: ``T``, the text tokens at the front of the joint sequence.
         every: The mask applies at blocks whose index is a multiple of this (``regional_blocks``;
             double-stream blocks count first, then the single-stream ones).
         base_ratio: Share of an unmasked attention pass blended into the image tokens' output at
-            masked blocks; at 0 no unmasked pass runs.
+            masked blocks; at 0 no unmasked pass runs. A (B, 1, 1) tensor gives each row its own
+            share (0 for a job past its regional steps).
+        unmasked: The mask of the unmasked attention: ``None`` (nothing hidden) or (B, 1, T + N,
+            T + N) hiding only padding keys.
     """
 
     bias: torch.Tensor
     text_length: int
     every: int = 1
-    base_ratio: float = 0.0
+    base_ratio: float | torch.Tensor = 0.0
+    unmasked: torch.Tensor | None = None
 
     def applies(self, block: int) -> bool:
         """Whether the block with this index is masked."""
@@ -99,14 +108,16 @@ class RegionalProcessorBase:
         regional_mask: RegionalMask | None,
     ) -> torch.Tensor:
         # Unmasked (diffusers' own computation) unless this call's schedule masks this block.
-        if regional_mask is None or not regional_mask.applies(self.block):
+        if regional_mask is None:
             return self._attend(query, key, value, attention_mask)
+        if not regional_mask.applies(self.block):
+            return self._attend(query, key, value, regional_mask.unmasked)
         out = self._attend(query, key, value, regional_mask.bias)
-        if regional_mask.base_ratio > 0:
+        ratio = regional_mask.base_ratio
+        if isinstance(ratio, torch.Tensor) or ratio > 0:
             # InstantX's blend: the image tokens mix in an unmasked pass; text stays masked.
-            base = self._attend(query, key, value, None)
+            base = self._attend(query, key, value, regional_mask.unmasked)
             t = regional_mask.text_length
-            ratio = regional_mask.base_ratio
             image = out[:, t:] * (1 - ratio) + base[:, t:] * ratio
             out = torch.cat([out[:, :t], image], dim=1)
         return out

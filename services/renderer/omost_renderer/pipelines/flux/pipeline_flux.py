@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,20 +32,18 @@ from PIL import Image
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
+    euler_steps,
     flow_sigmas,
     noised_start,
-    sample_euler,
 )
-from omost_renderer.pipelines.flux.attention_processor import (
-    RegionalMask,
-    install_regional_processors,
-)
+from omost_renderer.pipelines.flux.attention_processor import install_regional_processors
 from omost_renderer.pipelines.flux.encoding import (
     T5_MAX_TOKENS,
     FluxPrompt,
     FluxTextEncoders,
     encode_canvas,
 )
+from omost_renderer.pipelines.flux.step_inputs import FluxBatchCache, FluxCall, FluxPassText
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
@@ -57,6 +56,13 @@ from omost_renderer.pipelines.render_start import (
 from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
+from omost_renderer.pipelines.step_batch import (
+    DenoiseCall,
+    RenderSteps,
+    drive_alone,
+    in_inference_mode,
+    render_alone,
+)
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
 
@@ -169,6 +175,7 @@ class OmostFluxPipeline:
         self.regional = regional
         #: Encoded region texts by model and exact ids (the worker reports its counters).
         self.text_cache = TextEncodingCache(text_cache_bytes)
+        self._batches = FluxBatchCache()
         if regional:
             # Once: the processors hold their block index only, never a render's state.
             install_regional_processors(transformer)
@@ -278,7 +285,57 @@ class OmostFluxPipeline:
         value = params.cfg if is_set(params, "cfg") else DEFAULT_GUIDANCE
         return torch.full((k,), value, device=self.device, dtype=torch.float32)
 
-    @torch.inference_mode()
+    def _pass_text(
+        self, conditioning: _Conditioning, guidance: torch.Tensor | None
+    ) -> FluxPassText:
+        prompt = conditioning.prompt
+        return FluxPassText(prompt.embeds, prompt.pooled, guidance, conditioning.image_ids,
+                            conditioning.mask)  # fmt: skip
+
+    def denoise_steps(
+        self,
+        latents: torch.Tensor,
+        sigmas: torch.Tensor,
+        conditioning: _Conditioning,
+        guidance: torch.Tensor | None,
+        progress: _Progress | None = None,
+        blend: InpaintBlend | None = None,
+    ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
+        """One flow-matching Euler pass as a generator of transformer calls (``step_batch``).
+
+        The schedule's floats and its device copy are made before the first step; a step
+        yields a :class:`DenoiseCall` with the latents, a device view of its noise level and
+        whether the regional mask applies.
+
+        Args:
+            latents: float32 (k, N, 4C), already at ``sigmas[0]``.
+            sigmas: Descending noise levels ending with 0.
+            conditioning: The canvas's text and mask.
+            guidance: FLUX.1-dev's distilled guidance per image, or ``None``.
+            progress: Reports each step.
+            blend: An edit's inpainting blend after each step.
+
+        Returns:
+            (as the generator's value) The denoised packed latents, float32 (k, N, 4C).
+        """
+        k, tokens, features = latents.shape
+        text = self._pass_text(conditioning, guidance)
+        on_device = sigmas.to(self.device, torch.float32)
+        # Without the regional processors padding cannot be hidden: only equal texts share.
+        length = None if self.regional else text.text_length
+        key = ("flux", tokens, features, self.transformer.dtype, length)
+        steps = euler_steps(latents, sigmas.float().tolist(), progress, blend)
+        try:
+            step = next(steps)
+            while True:
+                regional = step.index < self.schedule.regional_steps
+                call = FluxCall(step.x, on_device[step.index], regional, text)
+                velocity = yield DenoiseCall(key, k, call)
+                step = steps.send(velocity)
+        except StopIteration as done:
+            result: torch.Tensor = done.value
+            return result
+
     def denoise(
         self,
         latents: torch.Tensor,
@@ -288,50 +345,46 @@ class OmostFluxPipeline:
         progress: _Progress | None = None,
         blend: InpaintBlend | None = None,
     ) -> torch.Tensor:
-        """Run flow-matching Euler from packed ``latents`` (already at ``sigmas[0]``).
-
-        Args:
-            latents: float32 (k, N, 4C).
-            sigmas: Descending noise levels ending with 0.
-            conditioning: The canvas's text and mask.
-            guidance: FLUX.1-dev's distilled guidance per image, or ``None``.
-            progress: Reports each step.
-            blend: An edit's inpainting blend after each step.
+        """Run one pass alone (:meth:`denoise_steps` with batches of one).
 
         Returns:
             The denoised packed latents, float32 (k, N, 4C).
         """
-        k = latents.shape[0]
-        prompt = conditioning.prompt
-        embeds = prompt.embeds.expand(k, -1, -1)
-        pooled = prompt.pooled.expand(k, -1)
+        steps = self.denoise_steps(latents, sigmas, conditioning, guidance, progress, blend)
+        return drive_alone(self, in_inference_mode(steps))
+
+    @torch.inference_mode()
+    def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
+        """Evaluate the transformer for calls of one key in one call (``BatchingRenderer``).
+
+        Rows are every job's images in order, with per-row timesteps, guidance and pooled
+        vectors, text padded to the longest job's and a per-row joint mask (``step_inputs``).
+
+        Args:
+            calls: Pending calls with equal keys (from :meth:`denoise_steps`).
+
+        Returns:
+            Per call, the velocity of its rows, (k, N, 4C) in the transformer's dtype.
+        """
+        payloads: list[FluxCall] = [call.payload for call in calls]
         dtype = self.transformer.dtype
-        regional = None
-        if conditioning.mask is not None:
-            regional = RegionalMask(
-                conditioning.mask,
-                embeds.shape[1],
-                self.schedule.regional_blocks,
-                self.schedule.base_ratio,
-            )
-
-        def velocity(step: int, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            masked = regional if step < self.schedule.regional_steps else None
-            kwargs = {"regional_mask": masked} if self.regional else None
-            out = self.transformer(
-                hidden_states=x.to(dtype),
-                encoder_hidden_states=embeds,
-                pooled_projections=pooled,
-                timestep=sigma.expand(k).to(self.device, dtype),
-                img_ids=conditioning.image_ids,
-                txt_ids=conditioning.text_ids,
-                guidance=guidance,
-                joint_attention_kwargs=kwargs,
-                return_dict=False,
-            )[0]
-            return out  # type: ignore[no-any-return]
-
-        return sample_euler(velocity, latents, sigmas.to(self.device), progress, blend)
+        inputs = self._batches.inputs(payloads, self.schedule.regional_blocks,
+                                      self.schedule.base_ratio, dtype)  # fmt: skip
+        hidden = torch.cat([p.x for p in payloads]).to(dtype)
+        timestep = torch.cat([p.sigma.expand(p.k) for p in payloads]).to(dtype)
+        kwargs = {"regional_mask": inputs.regional} if self.regional else None
+        out = self.transformer(
+            hidden_states=hidden,
+            encoder_hidden_states=inputs.embeds,
+            pooled_projections=inputs.pooled,
+            timestep=timestep,
+            img_ids=inputs.image_ids,
+            txt_ids=inputs.text_ids,
+            guidance=inputs.guidance,
+            joint_attention_kwargs=kwargs,
+            return_dict=False,
+        )[0]
+        return list(out.split([p.k for p in payloads]))
 
     def _run(
         self,
@@ -343,7 +396,7 @@ class OmostFluxPipeline:
         guidance: torch.Tensor | None,
         progress: _Progress,
         kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         sigmas = flow_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
         latents = noised_start(start, noise, sigmas[0].to(self.device))
         blend = None
@@ -352,7 +405,8 @@ class OmostFluxPipeline:
             blend = InpaintBlend(base=base, noise=keep_noise, mask=mask, steps=steps,
                                  renoise=renoise_flow_match)  # fmt: skip
             latents = blend.start(latents, sigmas[0].to(self.device))
-        return self.denoise(latents, sigmas, conditioning, guidance, progress, blend)
+        return (yield from self.denoise_steps(latents, sigmas, conditioning, guidance, progress,
+                                              blend))  # fmt: skip
 
     def _kept_tokens(
         self, start: RenderStart, name: str, width: int, height: int
@@ -405,6 +459,8 @@ class OmostFluxPipeline:
     ) -> list[RenderedImage]:
         """Render ``params.num_images`` images of ``canvas`` (seeds ``seed, seed + 1, ...``).
 
+        The render of :meth:`render_steps`, driven alone.
+
         Args:
             canvas: A validated canvas.
             params: Size, steps, guidance, seed, hires fix and sketch start.
@@ -417,6 +473,31 @@ class OmostFluxPipeline:
             One image per seed, with the parameters that reproduce it and the final packed
             latents of each pass.
         """
+        return render_alone(self, self.render_steps(canvas, params, on_step, start=start))
+
+    def render_steps(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None = None,
+        *,
+        start: RenderStart | None = None,
+    ) -> RenderSteps:
+        """The render of :meth:`render` as a generator of transformer calls (``step_batch``).
+
+        The per-job work (text, start latents, the hires pass's decode and encode, the final
+        decode) runs inside the generator; each step's evaluation is yielded. Every resume runs
+        in inference mode.
+        """
+        return in_inference_mode(self._render_steps(canvas, params, on_step, start))
+
+    def _render_steps(
+        self,
+        canvas: Canvas,
+        params: RenderParams,
+        on_step: StepCallback | None,
+        start: RenderStart | None,
+    ) -> RenderSteps:
         # 1. inputs
         self.check_inputs(params)
         hires = hires_pass_size(params.width, params.height, params.hires_scale)
@@ -448,7 +529,7 @@ class OmostFluxPipeline:
         progress = _Progress(
             on_step, 0, total, self.preview_every, (height // scale, width // scale)
         )
-        latents = self._run(
+        latents = yield from self._run(
             init,
             noise,
             params.steps,
@@ -478,7 +559,7 @@ class OmostFluxPipeline:
             progress = _Progress(
                 on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
             )
-            latents = self._run(
+            latents = yield from self._run(
                 init,
                 self._noise(generators, height, width),
                 params.hires_steps,
