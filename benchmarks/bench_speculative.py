@@ -2,23 +2,33 @@
 
 In process (``transformers`` backend loop, one torch thread), for SmolLM2 (the CPU default, in
 ``json`` mode as ``make run`` serves it) and the ``tiny`` model (``code`` mode), greedy, under
-the compact canvas budget: a first canvas ("the fierce battle of warriors and the dragon") and an
-edit turn of that very canvas ("make the dragon blue", sent back as the model's own answer), each
-decoded four ways (plain, prompt lookup, jump-forward, both) back to back in one run. It prints
-seconds, forward passes, accepted draft tokens per verification, forced tokens per jump and per
-forward pass, and whether the canvas is identical to the plain one.
+the compact canvas budget, each generation starting from the kept cache as the service's would:
+a first canvas ("the fierce battle of warriors and the dragon", after the warm-up's system
+prompt) and two edit turns of that very canvas ("make the dragon blue", after the first canvas's
+generation): as ``POST /v1/canvases`` sends it (the canvas after its global description) and as
+a chat history (the request, the answer as written, the edit). Each is decoded plain, with prompt
+lookup, with jump-forward and with both, back to back in one run, and cold (no kept cache: the
+whole prompt read). Speed-ups are against "plain" from the same kept cache. It prints seconds,
+the prompt read's seconds and the tokens reused from the kept cache, forward passes, accepted
+draft tokens per verification, forced tokens kept of those drafted and per forward pass, and
+whether the canvas is identical to the plain one.
 
-With ``.venv-vllm`` it then starts the real vLLM CPU server with the ``tiny`` model twice, without
+With ``.venv-vllm`` it then starts two real vLLM CPU servers with the ``tiny`` model, without
 and with n-gram speculative decoding (``--speculative-config`` as docs/deployment.md documents
-it), and times the same edit turn under the grammar the ``vllm`` backend sends: tokens per
-second, drafts and accepted tokens from vLLM's metrics.
+it), and times the same edit turn under the grammar the ``vllm`` backend sends, the requests
+alternating between the two: the median and range of seconds, tokens per second, drafts and
+accepted tokens from vLLM's metrics.
 
-Run: ``python -m benchmarks.bench_speculative [--models smollm2,tiny] [--repeats N] [--no-vllm]``.
+Run: ``python -m benchmarks.bench_speculative [--models smollm2,tiny] [--repeats N] [--no-vllm]
+[--vllm-repeats N]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import socket
 import statistics
 import tempfile
 import threading
@@ -31,6 +41,7 @@ import httpx
 import xgrammar as xgr
 from omost_llm.backends.model_loading import load_model
 from omost_llm.backends.openai_backend import VLLMBackend
+from omost_llm.backends.prefix_cache import PrefixCache
 from omost_llm.backends.token_loop import DecodeStats, LoopParams, run_loop
 from omost_llm.backends.transformers_backend import _stop_ids, compile_constraint
 from omost_llm.canvas_budget import model_budget
@@ -42,7 +53,6 @@ from omost_llm.serving import Composer
 from omost_llm.tiny import tiny_model_dir
 from omost_schema import Canvas
 
-from tests.llm.conftest import free_port
 from tests.llm.fakes import FakeBackend
 from tests.llm.processes import NGRAM_SPECULATION, VLLM_PYTHON, running, vllm_command
 
@@ -72,17 +82,31 @@ class InProcess:
         self.compiled = compile_constraint(info, output, model_budget(self.settings))
         self.composer = Composer(FakeBackend(), self.settings, Metrics())
 
-    def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+    def prompt_text(self, messages: list[ChatMessage]) -> str:
         chat = [{"role": m.role, "content": m.content} for m in messages]
         text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return str(text)
+
+    def prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
+        """The prompt's ids as the backend makes them."""
+        ids: list[int] = self.tokenizer(self.prompt_text(messages), add_special_tokens=False)[
+            "input_ids"
+        ]
         return ids
 
-    def decode(self, prompt_ids: list[int], lookup: int, jump: bool) -> Decoded:
+    def decode(
+        self,
+        prompt_ids: list[int],
+        lookup: int,
+        jump: bool,
+        kept: PrefixCache | None = None,
+        max_tokens: int = 2048,
+    ) -> Decoded:
+        """Decode greedily; ``kept`` is the kept cache the generation starts from (and fills)."""
         matcher = xgr.GrammarMatcher(self.compiled)
         bitmask = xgr.allocate_token_bitmask(1, int(self.model.config.vocab_size))
         params = LoopParams(
-            max_tokens=2048,
+            max_tokens=max_tokens,
             temperature=0.0,
             top_p=1.0,
             seed=0,
@@ -105,10 +129,18 @@ class InProcess:
             events.append,
             threading.Event(),
             stats,
+            kept,
         )
         seconds = time.perf_counter() - start
         text = "".join(e.text for e in events if isinstance(e, TextDelta))
         return Decoded(text, seconds, stats)
+
+    def warm(self) -> PrefixCache:
+        """The kept cache after the service's warm-up (the default system prompt, 1 token)."""
+        kept = PrefixCache()
+        warm_up = self.composer.conversation([("user", "a cat")])
+        self.decode(self.prompt_ids(warm_up.messages), 0, False, kept, max_tokens=1)
+        return kept
 
     def canvas(self, text: str) -> Canvas:
         return read_output(text, self.settings.output, strict=True).canvas
@@ -117,39 +149,63 @@ class InProcess:
 def _row(model: str, turn: str, way: str, run: Decoded, base: Decoded, same: bool) -> str:
     s = run.stats
     per_verification = f"{s.accepted / s.verifications:.2f}" if s.verifications else "-"
-    per_jump = f"{s.forced / s.jumps:.2f}" if s.jumps else "-"
-    decode, base_decode = run.seconds - s.prefill_s, base.seconds - base.stats.prefill_s
+    forced_per_pass = f"{s.forced / s.forward_passes:.2f}" if s.jumps else "-"
+    forced_kept = f"{s.forced}/{s.forced_drafted}" if s.jumps else "-"
     return (
         f"| {model} | {turn} | {way} | {run.seconds:.2f} | {base.seconds / run.seconds:.2f}x"
-        f" | {decode:.2f} | {base_decode / decode:.2f}x | {s.tokens} | {s.forward_passes}"
-        f" | {s.tokens / s.forward_passes:.2f}"
-        f" | {per_verification} | {per_jump} | {'yes' if same else 'no'} |"
+        f" | {s.prefill_s:.2f} | {s.reused} | {s.tokens} | {s.forward_passes}"
+        f" | {s.tokens / s.forward_passes:.2f} | {per_verification} | {forced_kept}"
+        f" | {forced_per_pass} | {'yes' if same else 'no'} |"
     )
 
 
+def _side_by_side(
+    engine: InProcess,
+    model: str,
+    turn: str,
+    prompt: list[int],
+    kept: PrefixCache,
+    ways: dict[str, tuple[int, bool]],
+    repeats: int,
+) -> None:
+    """Decode ``prompt`` each way from a copy of ``kept``, and cold; print one row each."""
+    runs: dict[str, list[Decoded]] = {way: [] for way in ("cold", *ways)}
+    for _ in range(repeats):
+        # Cold: no kept cache, the whole prompt is read (the benchmark's earlier baseline).
+        runs["cold"].append(engine.decode(prompt, 0, False))
+        for way, (lookup, jump) in ways.items():
+            runs[way].append(engine.decode(prompt, lookup, jump, copy.deepcopy(kept)))
+    median = {way: sorted(rs, key=lambda r: r.seconds)[len(rs) // 2] for way, rs in runs.items()}
+    base = median["plain"]
+    for way, run in median.items():
+        same = engine.canvas(run.text) == engine.canvas(base.text)
+        print(_row(model, turn, way, run, base, same), flush=True)
+
+
 def bench_in_process(model: str, output: OutputMode, repeats: int) -> None:
-    """First canvas and edit turn, four ways each, side by side."""
+    """First canvas and two kinds of edit turn, each way, side by side from the same cache."""
     engine = InProcess(model, output)
-    first_prompt = engine.prompt_ids(engine.composer.conversation([("user", PROMPT)]).messages)
-    plain_first = engine.decode(first_prompt, 0, False)
-    previous = engine.canvas(plain_first.text)
-    edit = engine.composer.canvas_conversation(EDIT, previous)
-    edit_prompt = engine.prompt_ids(edit.messages)
-    for turn, prompt in (("first canvas", first_prompt), ("edit turn", edit_prompt)):
-        runs: dict[str, list[Decoded]] = {way: [] for way in WAYS}
-        for _ in range(repeats):
-            for way, (lookup, jump) in WAYS.items():
-                # A first canvas has no earlier answer: the service drafts only on edit turns.
-                runs[way].append(engine.decode(prompt, lookup if turn == "edit turn" else 0, jump))
-        median = {
-            way: sorted(rs, key=lambda r: r.seconds)[len(rs) // 2] for way, rs in runs.items()
-        }
-        base = median["plain"]
-        for way, run in median.items():
-            if turn == "first canvas" and way in ("lookup", "both"):
-                continue
-            same = engine.canvas(run.text) == engine.canvas(base.text)
-            print(_row(model, turn, way, run, base, same), flush=True)
+    warm = engine.warm()
+    first = engine.composer.conversation([("user", PROMPT)])
+    first_prompt = engine.prompt_ids(first.messages)
+    # A first canvas has no earlier answer: the service drafts only on edit turns.
+    firsts = {"plain": (0, False), "jump": (0, True)}
+    _side_by_side(engine, model, "first canvas", first_prompt, warm, firsts, repeats)
+    # The previous turn, as the service ran it: its cache is what the edit turn starts from.
+    after_first = copy.deepcopy(warm)
+    answer = engine.decode(first_prompt, 0, False, after_first).text
+    previous = engine.canvas(answer)
+    edits = {
+        # POST /v1/canvases: the canvas comes back after its global description.
+        "canvas edit": engine.composer.canvas_conversation(EDIT, previous),
+        # /v1/chat/completions with the history: the request, the answer as written, the edit.
+        "chat edit": engine.composer.conversation(
+            [("user", PROMPT), ("assistant", answer), ("user", EDIT)]
+        ),
+    }
+    for turn, conversation in edits.items():
+        prompt = engine.prompt_ids(conversation.messages)
+        _side_by_side(engine, model, turn, prompt, after_first, WAYS, repeats)
 
 
 def _spec_counts(url: str) -> tuple[float, float]:
@@ -178,8 +234,20 @@ def _ask(url: str, fields: dict[str, Any], messages: list[ChatMessage]) -> dict[
     return answer
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def bench_vllm(repeats: int) -> None:
-    """The edit turn on the real vLLM CPU server, without and with n-gram speculation."""
+    """The edit turn on the real vLLM CPU server, without and with n-gram speculation.
+
+    Both servers run at once and the requests alternate between them (the order swapped every
+    round), so that the other work on a shared machine slows both alike; the medians of
+    ``repeats`` requests each are compared.
+    """
     if not VLLM_PYTHON.is_file():
         print(f"vLLM: {VLLM_PYTHON} missing, skipped")
         return
@@ -189,38 +257,42 @@ def bench_vllm(repeats: int) -> None:
     fields = VLLMBackend(settings).constraint_fields(model_budget(settings))
     model_dir = tiny_model_dir(settings.cache_dir, settings.seed)
     env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1"}
-    results: dict[str, tuple[float, float, float, str]] = {}
-    for name, extra in (("plain", ()), ("ngram", ("--speculative-config", NGRAM_SPECULATION))):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log = Path(tempfile.mkdtemp()) / "vllm.log"
-        with running(vllm_command(model_dir, "tiny", port, extra), env, f"{url}/health", log, 900):
-            text = _ask(url, fields, first.messages)["choices"][0]["message"][
-                "content"
-            ]  # also compiles
-            edit = composer.canvas_conversation(EDIT, Canvas.from_code(text, strict=True))
-            _ask(url, fields, edit.messages)  # warm: the prefix cache holds the prompt from here on
-            before = _spec_counts(url)
-            seconds, tokens = [], 0
-            for _ in range(repeats):
+    servers = {"plain": (), "n-gram": ("--speculative-config", NGRAM_SPECULATION)}
+    urls = {name: f"http://127.0.0.1:{_free_port()}" for name in servers}
+    with contextlib.ExitStack() as stack:
+        for name, extra in servers.items():
+            port = int(urls[name].rsplit(":", 1)[1])
+            log = Path(tempfile.mkdtemp()) / "vllm.log"
+            command = vllm_command(model_dir, "tiny", port, extra)
+            stack.enter_context(running(command, env, f"{urls[name]}/health", log, 900))
+        edit: Any = None
+        for url in urls.values():
+            text = _ask(url, fields, first.messages)["choices"][0]["message"]["content"]
+            if edit is None:  # the same edit turn for both (the plain server's canvas)
+                edit = composer.canvas_conversation(EDIT, Canvas.from_code(text, strict=True))
+            _ask(url, fields, edit.messages)  # warm: the prefix cache holds the prompt
+        before = {name: _spec_counts(url) for name, url in urls.items()}
+        seconds: dict[str, list[float]] = {name: [] for name in servers}
+        answers: dict[str, dict[str, Any]] = {}
+        for round_ in range(repeats):
+            for name in list(servers)[:: 1 if round_ % 2 == 0 else -1]:
                 start = time.perf_counter()
-                answer = _ask(url, fields, edit.messages)
-                seconds.append(time.perf_counter() - start)
-                tokens = answer["usage"]["completion_tokens"]
-                content = answer["choices"][0]["message"]["content"]
-            after = _spec_counts(url)
-            results[name] = (
-                statistics.median(seconds),
-                tokens,
-                (after[1] - before[1]) / max(after[0] - before[0], 1),
-                content,
-            )
-    plain = results["plain"]
-    for name, (secs, tokens, accept, content) in results.items():
-        same = Canvas.from_code(content, strict=True) == Canvas.from_code(plain[3], strict=True)
+                answers[name] = _ask(urls[name], fields, edit.messages)
+                seconds[name].append(time.perf_counter() - start)
+        after = {name: _spec_counts(url) for name, url in urls.items()}
+    plain = statistics.median(seconds["plain"])
+    plain_canvas = Canvas.from_code(answers["plain"]["choices"][0]["message"]["content"])
+    for name in servers:
+        secs = statistics.median(seconds[name])
+        low, high = min(seconds[name]), max(seconds[name])
+        tokens = answers[name]["usage"]["completion_tokens"]
+        content = answers[name]["choices"][0]["message"]["content"]
+        drafted = after[name][0] - before[name][0]
+        accept = (after[name][1] - before[name][1]) / drafted if drafted else 0.0
+        same = Canvas.from_code(content, strict=True) == plain_canvas
         print(
-            f"| vLLM CPU tiny | edit turn | {name} | {secs:.2f} | {plain[0] / secs:.2f}x | - | -"
-            f" | {tokens} | - | {tokens / secs:.1f} tok/s | accepted/drafted {accept:.2f} | -"
+            f"| vLLM CPU tiny | edit turn | {name} | {secs:.3f} ({low:.3f}-{high:.3f})"
+            f" | {plain / secs:.2f}x | {tokens} | {tokens / secs:.1f} | {accept:.2f}"
             f" | {'yes' if same else 'no'} |",
             flush=True,
         )
@@ -232,21 +304,27 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,smollm2")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-vllm", action="store_true")
+    parser.add_argument("--vllm-repeats", type=int, default=15, help="requests per vLLM server")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     print(
-        "| model | turn | decoding | seconds | speed-up | after prefill | speed-up | tokens"
-        " | forward passes | tokens/pass | accepted per verification | forced per jump"
-        " | same canvas |"
+        "| model | turn | decoding | seconds | speed-up | prompt read | tokens reused | tokens"
+        " | forward passes | tokens/pass | accepted per verification | forced kept/drafted"
+        " | forced per pass | same canvas |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for model in args.models.split(","):
         output = OutputMode.JSON if model == "smollm2" else OutputMode.CODE
         bench_in_process(model, output, args.repeats)
     if not args.no_vllm:
-        bench_vllm(max(args.repeats, 3))
+        print(
+            f"\n| server | turn | decoding | seconds, median of {args.vllm_repeats} (range)"
+            " | speed-up | tokens | tokens/s | accepted / drafted | same canvas |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---:|---|")
+        bench_vllm(args.vllm_repeats)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ runs one generation at a time, so it keeps the cache of the last one with the to
 the next generation starts from the longest common prefix and feeds only the rest, as vLLM's
 prefix caching does. The cache is handed over, not copied: a generation that fails leaves none.
 
-An edit turn sends the previous answer back as text, and the chat template's tokenization of it
-is not always the tokens the model wrote (a model may split ``"},{"`` otherwise than the
-tokenizer does), which would end the common prefix at the first such place. So the prompt's ids
-are spliced: when the prompt's text starts with the kept tokens' text, the kept tokens stand for
-it and only the rest is tokenized, and the edit turn's prompt read covers only the new turn.
+An edit turn sent as a chat history shares the previous turn's prompt and, up to the first token
+the model split otherwise than the tokenizer splits the answer's text, the answer. Splicing the
+kept tokens in for that text would reuse all of it, but it changes the prompt's tokens and so,
+measured on SmolLM2, the canvas a greedy model writes; it saves a fraction of a second on one
+CPU thread (docs/benchmarks.md), so the prompt is always the tokenizer's split.
 
 Memory is one cache: at most the model's context of tokens (about 50 KB per token for SmolLM2,
 128 KB for a Llama-3-8B), held between requests.
@@ -53,34 +53,6 @@ class PrefixCache:
             cache.crop(-extra)  # transformers 5: a negative count removes that many
         return cache, shared
 
-    def splice(self, text: str, ids: list[int], tokenizer: Any) -> list[int]:
-        """The prompt's token ids, the kept tokens first where the prompt's text starts with theirs.
-
-        Args:
-            text: The templated prompt.
-            ids: Its tokenization.
-            tokenizer: The model's tokenizer.
-
-        Returns:
-            The kept tokens followed by the tokenization of the rest of ``text``, or ``ids``
-            when the kept tokens' text is not where ``text`` starts (or the tokenizer's
-            decoding does not give back the text, so the splice could not be checked).
-        """
-        kept = self._ids
-        if not kept:
-            return ids
-        kept_text = _decode(tokenizer, kept)
-        if kept_text.endswith("\ufffd") or not text.startswith(kept_text) or text == kept_text:
-            return ids
-        rest: list[int] = tokenizer(text[len(kept_text) :], add_special_tokens=False)["input_ids"]
-        spliced = kept + rest
-        # Same text, other split: the model reads the same prompt, the cache holds its start.
-        return spliced if _decode(tokenizer, spliced) == _decode(tokenizer, ids) else ids
-
     def keep(self, ids: list[int], cache: Any) -> None:
         """Keep ``cache``, which holds exactly the tokens ``ids``, for the next generation."""
         self._ids, self._cache = ids, cache
-
-
-def _decode(tokenizer: Any, ids: list[int]) -> str:
-    return str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))

@@ -107,19 +107,13 @@ class TransformersBackend:
         return len(await asyncio.to_thread(self._prompt_ids, messages))
 
     def _prompt_ids(self, messages: list[ChatMessage]) -> list[int]:
-        ids: list[int] = self._tokenizer(self._prompt_text(messages), add_special_tokens=False)[
-            "input_ids"
-        ]
-        return ids
-
-    def _prompt_text(self, messages: list[ChatMessage]) -> str:
-        return str(
-            self._tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
+        prompt = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False,
+            add_generation_prompt=True,
         )
+        ids: list[int] = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return ids
 
     def _load(self) -> None:
         import torch
@@ -175,10 +169,7 @@ class TransformersBackend:
         import xgrammar as xgr
 
         try:
-            text = self._prompt_text(request.messages)
-            prompt_ids = self._prefix.splice(
-                text, self._tokenizer(text, add_special_tokens=False)["input_ids"], self._tokenizer
-            )
+            prompt_ids = self._prompt_ids(request.messages)
             matcher = bitmask = None
             if self.constrained:
                 matcher = xgr.GrammarMatcher(self._grammar(request.budget))
