@@ -266,3 +266,16 @@ def test_region_edit_keeps_the_outside_with_the_flow_matching_blend(
     assert torch.equal(
         torch.from_numpy(edit.latents["base"])[kept], torch.from_numpy(base.latents["base"])[kept]
     )
+
+
+def test_region_texts_are_encoded_once_and_served_from_the_cache(dragon_canvas: Canvas) -> None:
+    pipe = build_tiny_flux2()
+    regions = 1 + len(dragon_canvas.local_descriptions)
+    first = pipe.render(dragon_canvas, RenderParams(**SMALL))[0]
+    assert (pipe.text_cache.hits, pipe.text_cache.misses) == (0, regions)
+    again = pipe.render(dragon_canvas, RenderParams(**SMALL))[0]
+    assert (pipe.text_cache.hits, pipe.text_cache.misses) == (regions, regions)
+    assert np.array_equal(_pixels(first.image), _pixels(again.image))
+    uncached = build_tiny_flux2(text_cache_bytes=0)
+    uncached.render(dragon_canvas, RenderParams(**SMALL))
+    assert uncached.text_cache.entries == 0

@@ -160,6 +160,7 @@ def _load_flux2(
     dtype: torch.dtype,
     single_file_config: str | None,
     schedule: RegionalSchedule | None,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostFlux2Pipeline:
     from omost_renderer.pipelines.flux2.loading import flux2_from_components, load_flux2_components
 
@@ -171,7 +172,13 @@ def _load_flux2(
         components = load_flux2_components(model, dtype, single_file_config)
     upcast = bool(getattr(components["vae"].config, "force_upcast", True))
     return flux2_from_components(
-        components, device, dtype, vae_dtype(dtype, force_upcast=upcast), model, schedule
+        components,
+        device,
+        dtype,
+        vae_dtype(dtype, force_upcast=upcast),
+        model,
+        schedule,
+        text_cache_bytes=text_cache_bytes,
     )
 
 
@@ -198,8 +205,8 @@ def load_renderer(
         schedule: Where a FLUX model's regional mask applies (default: ``RegionalSchedule()``).
         speed: Compile, channels-last and fused QKV for the denoiser (default: none), applied
             once the model is on its device.
-        text_cache_bytes: Bound of the SDXL and FLUX.1 pipelines' cache of encoded region
-            texts (``text_cache``), default 256 MiB; 0 turns it off.
+        text_cache_bytes: Bound of the pipelines' cache of encoded region texts
+            (``text_cache``), default 256 MiB; 0 turns it off.
 
     Returns:
         A ``CanvasRenderer``.
@@ -212,7 +219,7 @@ def load_renderer(
     speed = speed or SpeedOptions()
     family = detect_family(model, single_file_config)
     if family is Family.FLUX2:
-        flux2 = _load_flux2(model, device, dtype, single_file_config, schedule)
+        flux2 = _load_flux2(model, device, dtype, single_file_config, schedule, text_cache_bytes)
         apply_speed_options(flux2.transformer, Family.FLUX2, speed)
         return flux2
     if family is Family.FLUX:

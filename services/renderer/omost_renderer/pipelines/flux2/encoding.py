@@ -16,12 +16,14 @@ positions one prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from omost_schema import RegionCondition
 
 from omost_renderer.pipelines.flux.encoding import region_text
+from omost_renderer.pipelines.text_cache import TextEncodingCache
 
 #: The stock pipeline's token bound of one prompt: the bound of one region.
 QWEN_MAX_TOKENS = 512
@@ -117,9 +119,8 @@ def text_positions(lengths: list[int]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode_text(encoder: Flux2TextEncoder, text: str, max_tokens: int) -> torch.Tensor:
+def encode_ids(encoder: Flux2TextEncoder, ids: list[int]) -> torch.Tensor:
     """One prompt's stacked hidden states, (1, L, len(layers) * hidden), the encoder's dtype."""
-    ids = qwen_ids(encoder.tokenizer, text, max_tokens)
     tokens = torch.tensor([ids], dtype=torch.int64, device=_device(encoder.text_encoder))
     out = encoder.text_encoder(
         input_ids=tokens,
@@ -132,10 +133,38 @@ def encode_text(encoder: Flux2TextEncoder, text: str, max_tokens: int) -> torch.
     return stacked.permute(0, 2, 1, 3).reshape(1, len(ids), -1)
 
 
+def encode_text(
+    encoder: Flux2TextEncoder,
+    text: str,
+    max_tokens: int,
+    cache: TextEncodingCache | None = None,
+    model: str = "",
+) -> torch.Tensor:
+    """One prompt's stacked hidden states, from ``cache`` when it holds its exact ids.
+
+    Args:
+        encoder: The tokenizer and Qwen3 encoder.
+        text: The prompt.
+        max_tokens: The prompt's bound (chat template included).
+        cache: Encoded texts by ``(kind, model, ids)``; ``None`` always encodes.
+        model: The model's name (part of the cache key).
+
+    Returns:
+        (1, L, len(layers) * hidden) in the encoder's dtype (shared when cached: read-only).
+    """
+    ids = qwen_ids(encoder.tokenizer, text, max_tokens)
+    encode = partial(encode_ids, encoder, ids)
+    if cache is None:
+        return encode()
+    return cache.get_or_encode(("flux2-qwen3", model, tuple(ids)), encode)
+
+
 def encode_canvas(
     encoder: Flux2TextEncoder,
     conditions: list[RegionCondition],
     max_region_tokens: int = QWEN_MAX_TOKENS,
+    cache: TextEncodingCache | None = None,
+    model: str = "",
 ) -> Flux2Prompt:
     """Encode every region of a processed canvas for FLUX.2.
 
@@ -143,6 +172,8 @@ def encode_canvas(
         encoder: The tokenizer and Qwen3 encoder.
         conditions: ``canvas.process().conditions`` (global first).
         max_region_tokens: Qwen tokens of one region at most (template included).
+        cache: Encoded region texts (an edit re-encodes only the regions it changed).
+        model: The model's name (part of the cache key).
 
     Returns:
         The concatenated states with each token's region and position.
@@ -151,7 +182,7 @@ def encode_canvas(
         raise ValueError("a canvas has at least its global region")
     states, regions = [], []
     for index, condition in enumerate(conditions):
-        state = encode_text(encoder, region_text(condition), max_region_tokens)
+        state = encode_text(encoder, region_text(condition), max_region_tokens, cache, model)
         states.append(state)
         regions.append(torch.full((state.shape[1],), index, dtype=torch.int64))
     masks = torch.stack([torch.from_numpy(c.mask).float() for c in conditions])

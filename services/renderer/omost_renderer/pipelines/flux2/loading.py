@@ -20,6 +20,7 @@ import torch
 from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.encoding import Flux2TextEncoder, stacked_layers
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
 
 
 def _components(model: str, dtype: torch.dtype, transformer: Any | None = None) -> dict[str, Any]:
@@ -99,10 +100,16 @@ def flux2_from_components(
     vae_dtype: torch.dtype,
     name: str,
     schedule: RegionalSchedule | None = None,
+    text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
 ) -> OmostFlux2Pipeline:
-    """Move loaded components to ``device`` and build the pipeline named ``name``."""
+    """Move loaded components to ``device`` and build the pipeline named ``name``.
+
+    ``text_cache_bytes`` bounds the pipeline's cache of encoded region texts (0: none).
+    """
     components["transformer"].to(device=device, dtype=dtype).eval()
     components["vae"].to(device=device, dtype=vae_dtype).eval()
     encoder: Flux2TextEncoder = components["encoder"]
     encoder.text_encoder.to(device=device, dtype=dtype).eval()
-    return OmostFlux2Pipeline(**components, model_name=name, schedule=schedule)
+    return OmostFlux2Pipeline(
+        **components, model_name=name, schedule=schedule, text_cache_bytes=text_cache_bytes
+    )

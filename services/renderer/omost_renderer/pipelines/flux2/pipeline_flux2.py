@@ -70,6 +70,7 @@ from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
 from omost_renderer.pipelines.step_batch import DenoiseCall, RenderSteps, render_alone
 from omost_renderer.pipelines.step_progress import StepProgress
+from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
 
 FAMILY = "flux2"
@@ -137,6 +138,7 @@ class OmostFlux2Pipeline:
         max_region_tokens: Qwen tokens of one region at most (the stock 512 by default); the
             negative prompt has the same bound.
         regional: ``False`` keeps diffusers' stock processors (a reference for tests).
+        text_cache_bytes: Bound of the cache of encoded region texts (``text_cache``); 0 off.
     """
 
     #: Renders from a ``RenderStart`` (edits, init images).
@@ -155,6 +157,7 @@ class OmostFlux2Pipeline:
         preview_every: int = 5,
         max_region_tokens: int = QWEN_MAX_TOKENS,
         regional: bool = True,
+        text_cache_bytes: int = DEFAULT_TEXT_CACHE_BYTES,
     ) -> None:
         if transformer.config.guidance_embeds:
             raise ValueError(
@@ -175,6 +178,8 @@ class OmostFlux2Pipeline:
         self.preview_every = preview_every
         self.max_region_tokens = max_region_tokens
         self.regional = regional
+        #: Encoded region texts by model and exact ids (the worker reports its counters).
+        self.text_cache = TextEncodingCache(text_cache_bytes)
         if regional:
             # Once: the processors hold their block index only, never a render's state.
             install_regional_flux2_processors(transformer)
@@ -222,7 +227,8 @@ class OmostFlux2Pipeline:
         (``omost_schema.occlusion``), as the other families do.
         """
         conditions = region_conditions(canvas, params.mask_mode)
-        prompt = encode_canvas(self.encoder, conditions, self.max_region_tokens)
+        prompt = encode_canvas(self.encoder, conditions, self.max_region_tokens,
+                               self.text_cache, self.model_name)  # fmt: skip
         dtype = self.transformer.dtype
         prompt = Flux2Prompt(
             prompt.embeds.to(self.device, dtype),
@@ -234,7 +240,9 @@ class OmostFlux2Pipeline:
         negative = None
         if cfg > 1.0:
             text = params.negative_prompt if is_set(params, "negative_prompt") else DEFAULT_NEGATIVE
-            negative = encode_text(self.encoder, text, self.max_region_tokens)
+            negative = encode_text(
+                self.encoder, text, self.max_region_tokens, self.text_cache, self.model_name
+            )
             negative = negative.to(self.device, dtype)
         return self.conditioning_at(prompt, rows, cols, negative, cfg)
 
