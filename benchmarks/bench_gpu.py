@@ -14,7 +14,8 @@ SDXL and FLUX.1 built from configs with random weights (``gpu_models``), within 
    images per minute of one at a time with p95 < 2x a lone render.
 4. Each speed option on vs off (channels-last, fused QKV; then regional compile on a fresh
    UNet: first render with the compile, then steady renders).
-5. FLUX.1-dev-sized 1024x1024, regional (default schedule) vs stock processors, 4 and 28 steps.
+5. FLUX.1-dev-sized 1024x1024, regional (default schedule) vs stock processors, 4 and 28 steps;
+   FLUX.2 klein 4B-sized, 4 steps (``gpu_flux``).
 
 ``--smoke`` runs the same code on the CPU with the tiny pipelines, tiny sizes and 2 steps, in
 seconds (figures meaningless; used by the tests). The table replaces the "GPU suite" section
@@ -26,53 +27,31 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from omost_renderer.pipelines.families import Family
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options, fuse_qkv
 
 from benchmarks import gpu_models
 from benchmarks.bench_attention import unet_bench
+from benchmarks.gpu_flux import flux_section
 from benchmarks.gpu_measure import peak_mib, syncs_counted, throughput, timed
-from benchmarks.gpu_report import Row, mib_row, ratio_row, replace_section, seconds_row, section
+from benchmarks.gpu_report import (
+    Row,
+    Suite,
+    mib_row,
+    ratio_row,
+    replace_section,
+    seconds_row,
+    section,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 #: Upper bound of one run; the GPU machine's calls are limited to 10 minutes.
 MAX_BUDGET_S = 540.0
-
-
-@dataclass
-class Suite:
-    """One run: its scale, its clock and what it found."""
-
-    scale: gpu_models.SuiteScale
-    budget_s: float
-    started: float = field(default_factory=time.perf_counter)
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def left_s(self) -> float:
-        """Seconds of the budget left."""
-        return self.budget_s - (time.perf_counter() - self.started)
-
-    def fits(self, name: str, needs_s: float) -> bool:
-        """Whether a section estimated at ``needs_s`` fits; notes the skip when not."""
-        if self.scale.smoke or self.left_s() >= needs_s:
-            return True
-        self.notes.append(f"{name}: skipped, {self.left_s():.0f} s of the budget left")
-        return False
-
-    def add(self, *rows: Row) -> None:
-        """Record rows and print them as they come."""
-        for row in rows:
-            print(f"{row.measure}: {row.result or 'not measured'} {row.goal}", flush=True)
-        self.rows.extend(rows)
 
 
 def _params(scale: gpu_models.SuiteScale, steps: int | None = None) -> RenderParams:
@@ -217,46 +196,6 @@ def sdxl_compile(suite: Suite) -> None:
     )  # fmt: skip
 
 
-def _flux_seconds(pipe: OmostFluxPipeline, canvas: Any, params: RenderParams) -> float:
-    pipe.render(canvas, params.model_copy(update={"steps": 1}))  # warm-up
-    return timed(partial(pipe.render, canvas, params), pipe.device)
-
-
-def flux(suite: Suite) -> None:
-    """Section 5: FLUX.1 regional vs stock processors at each step count."""
-    scale = suite.scale
-    if scale.smoke:
-        plain = gpu_models.tiny_flux(regional=False)
-    else:
-        plain = gpu_models.full_flux(scale.device, torch.bfloat16, regional=False)
-    height, width = scale.flux_size
-    canvas = gpu_models.suite_canvas()
-    timings: dict[tuple[str, int], float] = {}
-    peaks: dict[str, float | None] = {}
-    for name in ("plain", "regional"):
-        pipe = plain
-        if name == "regional":
-            # Same weights; building it installs the regional processors on the transformer.
-            pipe = OmostFluxPipeline(plain.transformer, plain.vae, plain.encoders,
-                                     model_name=plain.model_name, regional=True)  # fmt: skip
-        for steps in scale.flux_steps:
-            params = RenderParams(width=width, height=height, steps=steps, seed=1)
-            timings[name, steps] = _flux_seconds(pipe, canvas, params)
-        last = RenderParams(width=width, height=height, steps=scale.flux_steps[0], seed=1)
-        peaks[name] = peak_mib(partial(pipe.render, canvas, last), pipe.device)
-    for steps in scale.flux_steps:
-        ratio = timings["regional", steps] / timings["plain", steps]
-        suite.add(
-            seconds_row(f"FLUX.1 {width}x{height}, {steps} steps: stock processors",
-                        timings["plain", steps]),
-            seconds_row(f"FLUX.1 {width}x{height}, {steps} steps: regional",
-                        timings["regional", steps]),
-            ratio_row(f"FLUX.1 {steps} steps: regional / stock", ratio, "<= 1.3x", ratio <= 1.3),
-        )  # fmt: skip
-    suite.add(mib_row("FLUX.1 regional render: peak device memory", peaks["regional"]))
-    suite.add(mib_row("FLUX.1 stock render: peak device memory", peaks["plain"]))
-
-
 def run(scale: gpu_models.SuiteScale, budget_s: float) -> Suite:
     """Every section in order, within ``budget_s`` seconds (each checked before it starts)."""
     suite = Suite(scale, budget_s)
@@ -270,13 +209,13 @@ def run(scale: gpu_models.SuiteScale, budget_s: float) -> Suite:
     del pipe
     _free()
     if suite.fits("FLUX.1", 90):
-        flux(suite)
+        flux_section(suite, "FLUX.1", scale.flux_steps)
+        _free()
+    if suite.fits("FLUX.2 klein", 40):
+        flux_section(suite, "FLUX.2 klein", scale.flux2_steps)
         _free()
     if suite.fits("compile", 150):
         sdxl_compile(suite)
-    suite.notes.append(
-        "FLUX.2 is not in the suite yet (its pipeline landed after the suite was written)."
-    )
     return suite
 
 

@@ -1,4 +1,4 @@
-"""Models of the GPU suite: full-size SDXL and FLUX.1 built from configs with random weights.
+"""Models of the GPU suite: full-size SDXL, FLUX.1 and FLUX.2 klein from configs, random weights.
 
 No download: every component is built from its published shape (SDXL base, FLUX.1-dev) and
 initialised at random on the device itself, in the suite's dtype (a 12B FLUX transformer built on
@@ -34,6 +34,7 @@ class SuiteScale:
             keeps its latents and conditioning on the device).
         flux_size: FLUX.1 (height, width) in pixels.
         flux_steps: FLUX.1 step counts measured (schnell-like and dev-like).
+        flux2_steps: FLUX.2 klein step counts measured (at ``flux_size``).
     """
 
     device: str
@@ -43,10 +44,11 @@ class SuiteScale:
     concurrency: tuple[int, ...]
     flux_size: tuple[int, int]
     flux_steps: tuple[int, ...]
+    flux2_steps: tuple[int, ...]
 
 
-FULL = SuiteScale("cuda", False, (1152, 896), 25, (1, 2, 4, 8), (1024, 1024), (4, 28))
-SMOKE = SuiteScale("cpu", True, (64, 64), 2, (1, 2, 4), (64, 64), (2,))
+FULL = SuiteScale("cuda", False, (1152, 896), 25, (1, 2, 4, 8), (1024, 1024), (4, 28), (4,))
+SMOKE = SuiteScale("cpu", True, (64, 64), 2, (1, 2, 4), (64, 64), (2,), (2,))
 
 
 @contextmanager
@@ -181,6 +183,63 @@ def tiny_flux(*, regional: bool) -> OmostFluxPipeline:
     from omost_renderer.pipelines.flux.tiny import build_tiny_flux
 
     return build_tiny_flux(regional=regional)
+
+
+def flux2_klein_modules(device: str, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+    """FLUX.2 klein 4B's transformer, Qwen3-4B and VAE with random weights, in ``dtype``.
+
+    The shapes are klein 4B's published configs: 5 double- and 20 single-stream blocks of 24
+    heads of 128, text width 7680 (Qwen3-4B's layers 9, 18 and 27 stacked), 32 latent channels.
+
+    Returns:
+        ``(transformer, text_encoder, vae)`` in eval mode.
+    """
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    with built_on(device, dtype):
+        transformer: Any = Flux2Transformer2DModel(  # type: ignore[no-untyped-call]
+            patch_size=1, in_channels=128, num_layers=5, num_single_layers=20,
+            attention_head_dim=128, num_attention_heads=24, joint_attention_dim=7680,
+            mlp_ratio=3.0, axes_dims_rope=(32, 32, 32, 32), rope_theta=2000,
+            timestep_guidance_channels=256, guidance_embeds=False,
+        )  # fmt: skip
+        config = Qwen3Config(
+            vocab_size=151936, hidden_size=2560, intermediate_size=9728,
+            num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+            head_dim=128, max_position_embeddings=40960, tie_word_embeddings=True,
+        )  # fmt: skip
+        qwen = Qwen3ForCausalLM(config)
+        vae: Any = AutoencoderKLFlux2()  # type: ignore[no-untyped-call]
+    for module in (transformer, vae, qwen):
+        module.eval()
+    return transformer, qwen, vae
+
+
+def full_flux2(device: str, dtype: torch.dtype, *, regional: bool) -> Any:
+    """FLUX.2 klein 4B (``flux2_klein_modules``): about 8B parameters, 16 GB in bfloat16.
+
+    Args:
+        device: Where it runs.
+        dtype: Weights' dtype (bfloat16 on a GPU).
+        regional: Install the regional processors (``False``: diffusers' stock ones).
+    """
+    from omost_renderer.pipelines.flux2.encoding import Flux2TextEncoder
+    from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
+    from omost_renderer.pipelines.flux2.tiny_qwen_tokenizer import build_tiny_qwen_tokenizer
+
+    transformer, qwen, vae = flux2_klein_modules(device, dtype)
+    encoder = Flux2TextEncoder(build_tiny_qwen_tokenizer(), qwen)
+    return OmostFlux2Pipeline(
+        transformer, vae, encoder, model_name="flux2-klein-random", regional=regional
+    )
+
+
+def tiny_flux2(*, regional: bool) -> Any:
+    """The tiny FLUX.2 klein pipeline (CPU, float32) for smoke runs."""
+    from omost_renderer.pipelines.flux2.tiny import build_tiny_flux2
+
+    return build_tiny_flux2(regional=regional)
 
 
 def suite_canvas() -> Canvas:

@@ -7,8 +7,11 @@ The suite owns one section of docs/benchmarks.md, from its ``## GPU suite`` head
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchmarks.gpu_models import SuiteScale
 
 HEADING = "## GPU suite"
 COMMAND = "make bench BENCH=gpu"
@@ -33,7 +36,8 @@ fit is skipped and listed), on one H100/H200-class GPU:
   compile, then the slower of two further renders: a render installs new processor objects, so
   recompiles would show there);
 - FLUX.1-dev shapes (transformer 12B, T5-XXL, CLIP-L), bfloat16, 1024x1024: regional (default
-  schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory.
+  schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory;
+- FLUX.2 klein 4B shapes (transformer 4B, Qwen3-4B), bfloat16, 1024x1024, 4 steps: the same.
 """
 
 
@@ -100,3 +104,31 @@ def seconds_row(measure: str, value: float | None, goal: str = "") -> Row:
 def mib_row(measure: str, value: float | None) -> Row:
     """A device-memory row (``1234 MiB``); ``None`` (CPU) reads "not measured"."""
     return Row(measure, None if value is None else f"{value:,.0f} MiB")
+
+
+@dataclass
+class Suite:
+    """One run: its scale, its clock and what it found."""
+
+    scale: SuiteScale
+    budget_s: float
+    started: float = field(default_factory=time.perf_counter)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def left_s(self) -> float:
+        """Seconds of the budget left."""
+        return self.budget_s - (time.perf_counter() - self.started)
+
+    def fits(self, name: str, needs_s: float) -> bool:
+        """Whether a section estimated at ``needs_s`` fits; notes the skip when not."""
+        if self.scale.smoke or self.left_s() >= needs_s:
+            return True
+        self.notes.append(f"{name}: skipped, {self.left_s():.0f} s of the budget left")
+        return False
+
+    def add(self, *rows: Row) -> None:
+        """Record rows and print them as they come."""
+        for row in rows:
+            print(f"{row.measure}: {row.result or 'not measured'} {row.goal}", flush=True)
+        self.rows.extend(rows)

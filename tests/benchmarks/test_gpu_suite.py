@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omost_renderer.pipelines.flux2.encoding import KLEIN_LAYERS
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 
@@ -39,6 +40,7 @@ def test_smoke_run_measures_every_section_and_leaves_the_docs_alone(
         "OMOST_RENDERER_CHANNELS_LAST: off / on",
         "OMOST_RENDERER_FUSE_QKV: off / on",
         "FLUX.1 2 steps: regional / stock",
+        "FLUX.2 klein 2 steps: regional / stock",
     ):
         row = next(line for line in printed.splitlines() if line.startswith(f"| {measure}"))
         assert "not measured" not in row, row
@@ -113,3 +115,9 @@ def test_full_size_models_have_the_published_shapes_and_fit_together() -> None:
     assert t5.config.d_model == flux.transformer.config.joint_attention_dim
     clip = flux.encoders.text_encoder
     assert clip.config.hidden_size == flux.transformer.config.pooled_projection_dim
+    transformer, qwen, vae = gpu_models.flux2_klein_modules("meta", torch.bfloat16)
+    assert 3.8e9 < sum(p.numel() for p in transformer.parameters()) < 4.0e9
+    stacked = qwen.config.hidden_size * len(KLEIN_LAYERS)
+    assert stacked == transformer.config.joint_attention_dim
+    # 2x2 patches of the VAE's latent channels are the transformer's input features.
+    assert vae.config.latent_channels * 4 == transformer.config.in_channels
