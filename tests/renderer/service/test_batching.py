@@ -6,12 +6,14 @@ Real Redis, real workers (threads, and a process for SIGTERM), and a fake Batchi
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pytest
 from batching_renderer import BAD_KERNEL, BatchingFakeRenderer
 from fake_renderer import canvas_json
@@ -19,6 +21,7 @@ from fastapi.testclient import TestClient
 from omost_renderer.api import create_app
 from omost_renderer.config import Settings
 from omost_renderer.job_queue import constants
+from PIL import Image
 from redis import Redis
 from service_support import WorkerThread, make_settings, start_process, subprocess_env, wait_for
 
@@ -227,3 +230,33 @@ def test_sigterm_drains_the_batch_then_exits(
                 worker.wait()
     assert [view["status"] for view in views] == ["succeeded"] * 3
     assert [view["attempts"] for view in views] == [1] * 3
+
+
+def test_the_tiny_sdxl_pipeline_renders_jobs_together_as_it_renders_them_alone(
+    batch_settings: Settings, redis_client: Redis, start_worker: Callable[..., WorkerThread]
+) -> None:
+    from omost_renderer.pipelines.rendering import RenderParams
+    from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
+    from omost_schema import Canvas
+
+    renderer = build_tiny_renderer()
+    names = ["a red cat", "a blue dog", "a green bird"]
+    with TestClient(create_app(batch_settings)) as client:
+        ids = [
+            client.post("/v1/renders", json=body(name, steps=4, seed=n)).json()["id"]
+            for n, name in enumerate(names)
+        ]
+        thread = start_worker(renderer, batch_settings)
+        wait_for(ended(redis_client, ids), timeout=120, what="the tiny batch")
+        pngs = [client.get(f"/v1/renders/{job_id}/images/0").content for job_id in ids]
+    batch = thread.worker.loop.batch
+    assert batch.calls_made > 0
+    assert batch.renders_stepped == 3 * batch.calls_made  # every UNet call carried all three
+    # The pipeline's own text cache is what the worker reports.
+    assert thread.worker.counters.text_cache_sizes()["entries"] > 0
+    for n, (name, png) in enumerate(zip(names, pngs, strict=True)):
+        params = RenderParams(width=64, height=64, steps=4, seed=n)
+        [alone] = renderer.render(Canvas.model_validate(canvas_json(name)), params)
+        batched = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+        # One UNet call for three jobs: the same image as alone, up to float rounding.
+        assert np.abs(batched - np.asarray(alone.image, dtype=np.int16)).max() <= 2
