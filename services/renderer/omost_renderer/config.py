@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     )
     fuse_qkv: bool = Field(
         default=False,
-        description="Fused query/key/value projections of the denoiser's attention (SDXL, FLUX.1)."
-        " Off until measured.",
+        description="Fused query/key/value projections of the denoiser's attention (SDXL, FLUX.1,"
+        " FLUX.2). Off until measured.",
     )
     text_cache_mb: int = Field(
         default=256,

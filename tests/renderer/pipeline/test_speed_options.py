@@ -15,6 +15,7 @@ from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
 from omost_renderer.pipelines.families import Family
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
 from omost_renderer.pipelines.loading import load_renderer
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl.attention_processor import (
@@ -91,18 +92,20 @@ def test_fused_unet_gets_the_fused_self_attention_processor() -> None:
     assert all(isinstance(p, RegionalAttnProcessor) for p in cross_attention)
 
 
-def test_flux_fused_qkv_renders_the_default_image(dragon_canvas: Canvas) -> None:
-    expected = _pixels(load_renderer("tiny-flux", "cpu"), dragon_canvas)
-    renderer = load_renderer("tiny-flux", "cpu", speed=SpeedOptions(fuse_qkv=True))
-    assert isinstance(renderer, OmostFluxPipeline)
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-flux2"])
+def test_flux_fused_qkv_renders_the_default_image(model: str, dragon_canvas: Canvas) -> None:
+    expected = _pixels(load_renderer(model, "cpu"), dragon_canvas)
+    renderer = load_renderer(model, "cpu", speed=SpeedOptions(fuse_qkv=True))
+    assert isinstance(renderer, OmostFluxPipeline | OmostFlux2Pipeline)
     assert _drop_separate_projections(renderer.transformer) > 0
     got = _pixels(renderer, dragon_canvas)
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
-def test_flux_refuses_channels_last() -> None:
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-flux2"])
+def test_flux_refuses_channels_last(model: str) -> None:
     with pytest.raises(SpeedOptionError, match="CHANNELS_LAST"):
-        load_renderer("tiny-flux", "cpu", speed=SpeedOptions(channels_last=True))
+        load_renderer(model, "cpu", speed=SpeedOptions(channels_last=True))
 
 
 # torch.compile's first import loads torch.jit modules that warn about their own deprecation.

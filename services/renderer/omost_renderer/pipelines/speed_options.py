@@ -8,10 +8,12 @@ None changes what a render computes beyond floating-point rounding:
   repeated transformer block, not the whole model), so the first render pays a compile of one
   block type instead of the whole UNet or transformer;
 * channels-last: the UNet's 4-D weights in NHWC memory format, which cuDNN's convolutions on
-  tensor cores prefer (a transformer has no convolutions to gain from it: refused for FLUX);
+  tensor cores prefer (a transformer has no convolutions to gain from it: refused for FLUX.1 and
+  FLUX.2);
 * fused QKV: one projection matrix for query, key and value of each self-attention layer (and
   key and value of SDXL's cross-attention), one GEMM instead of three. The regional processors
-  read the fused projections when they exist (``fused_projections`` on the layer).
+  read the fused projections when they exist (``fused_projections`` on the layer). diffusers
+  keeps the separate weights as well, so a fused layer's projections take twice their memory.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class SpeedOptions:
     fuse_qkv: bool = False
 
 
-#: Families whose regional processors read fused projections (FLUX.2's are not adapted yet).
-FUSE_QKV_FAMILIES = (Family.SDXL, Family.FLUX)
+#: Families whose regional processors read fused projections (FLUX.2's double-stream blocks use
+#: FLUX.1's processor; its single-stream blocks are fused in the model itself).
+FUSE_QKV_FAMILIES = (Family.SDXL, Family.FLUX, Family.FLUX2)
 #: Families whose denoiser has convolutions for channels-last to speed up.
 CHANNELS_LAST_FAMILIES = (Family.SDXL,)
 
