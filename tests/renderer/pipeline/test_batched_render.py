@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from batching import (
@@ -83,11 +85,7 @@ def test_jobs_in_one_batch_render_what_they_render_alone(
     outcomes, batch = run_batch(
         tiny_renderer,
         [
-            Job(
-                name,
-                lambda c=c, p=p, s=s: tiny_renderer.render_steps(c, p, start=s),
-                join_at.get(name, 0),
-            )
+            Job(name, partial(tiny_renderer.render_steps, c, p, start=s), join_at.get(name, 0))
             for name, (c, p, s) in jobs.items()
         ],
     )
@@ -163,7 +161,7 @@ def test_separate_guidance_renders_through_the_same_steps(dragon_canvas: Canvas)
     canvases = _canvases(dragon_canvas)
     outcomes, _ = run_batch(
         separate,
-        [Job(name, lambda c=c: separate.render_steps(c, params)) for name, c in canvases.items()],
+        [Job(name, partial(separate.render_steps, c, params)) for name, c in canvases.items()],
     )
     for name, canvas in canvases.items():
         images = outcomes[name].images

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from batching import Job, assert_same_render, no_host_reads, run_batch
@@ -72,8 +74,7 @@ def test_flux_jobs_in_one_batch_render_what_they_render_alone(
     outcomes, batch = run_batch(
         tiny_flux,
         [
-            Job(name, lambda c=c, p=p, s=s: tiny_flux.render_steps(c, p, start=s),
-                join_at.get(name, 0))
+            Job(name, partial(tiny_flux.render_steps, c, p, start=s), join_at.get(name, 0))
             for name, (c, p, s) in jobs.items()
         ],
     )  # fmt: skip

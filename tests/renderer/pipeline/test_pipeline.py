@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from omost_renderer.pipelines.sdxl.sampling import (
     SamplerCallback,
     SamplerSteps,
     Schedule,
+    dpmpp_2m_steps,
     omost_sigmas,
 )
 from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
@@ -87,7 +88,7 @@ def test_sketch_start_begins_at_init_latent_plus_scaled_noise(
 
     def capture(
         latents: torch.Tensor, sigmas: torch.Tensor, *args: object, **kw: object
-    ) -> Iterator[DenoiseCall]:
+    ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         seen["latents"], seen["sigmas"] = latents, sigmas
         return latents
         yield  # a generator of no model calls
@@ -188,7 +189,7 @@ def test_previews_show_the_denoised_estimate(
 ) -> None:
     renderer = build_tiny_renderer(preview_every=1)
     estimates: list[torch.Tensor] = []
-    sampler = pipeline_sdxl.dpmpp_2m_steps
+    sampler = dpmpp_2m_steps
 
     def recording(
         x: torch.Tensor, schedule: Schedule, callback: SamplerCallback, blend: object = None
