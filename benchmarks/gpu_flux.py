@@ -2,7 +2,8 @@
 
 Both renders share one set of weights: the stock pipeline is built first and timed, then a
 regional pipeline over the same transformer (building it installs the regional processors, so
-the stock renders must come first). Each step count gets a one-step warm-up render.
+the stock renders must come first). Each step count gets a one-step warm-up render. Last, the
+regional pipeline is timed again with fused QKV projections (``OMOST_RENDERER_FUSE_QKV``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.rendering import RenderParams
+from omost_renderer.pipelines.speed_options import fuse_qkv
 from omost_schema import Canvas
 
 from benchmarks import gpu_models
@@ -65,13 +67,18 @@ def flux_section(suite: Suite, family: str, steps_list: tuple[int, ...]) -> None
     stock = _stock(family, scale)
     timings: dict[tuple[str, int], float] = {}
     peaks: dict[str, float | None] = {}
+    regional: Any = None
     for name in ("stock", "regional"):
         pipe = stock if name == "stock" else _regional(stock)
+        regional = pipe
         for steps in steps_list:
             params = RenderParams(width=width, height=height, steps=steps, seed=1)
             timings[name, steps] = _seconds(pipe, canvas, params)
         first = RenderParams(width=width, height=height, steps=steps_list[0], seed=1)
         peaks[name] = peak_mib(partial(pipe.render, canvas, first), pipe.device)
+    # OMOST_RENDERER_FUSE_QKV on the regional pipeline, against its own unfused time above.
+    fuse_qkv(regional.transformer)
+    fused = _seconds(regional, canvas, first)
     for steps in steps_list:
         ratio = timings["regional", steps] / timings["stock", steps]
         label = f"{family} {width}x{height}, {steps} steps"
@@ -84,4 +91,7 @@ def flux_section(suite: Suite, family: str, steps_list: tuple[int, ...]) -> None
     suite.add(
         mib_row(f"{family} regional render: peak device memory", peaks["regional"]),
         mib_row(f"{family} stock render: peak device memory", peaks["stock"]),
-    )
+        seconds_row(f"{family} regional, {steps_list[0]} steps, OMOST_RENDERER_FUSE_QKV", fused),
+        ratio_row(f"{family} OMOST_RENDERER_FUSE_QKV: off / on (speed-up)",
+                  timings["regional", steps_list[0]] / fused, "> 1.0x to turn on", None),
+    )  # fmt: skip

@@ -37,7 +37,8 @@ fit is skipped and listed), on one H100/H200-class GPU:
   recompiles would show there);
 - FLUX.1-dev shapes (transformer 12B, T5-XXL, CLIP-L), bfloat16, 1024x1024: regional (default
   schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory;
-- FLUX.2 klein 4B shapes (transformer 4B, Qwen3-4B), bfloat16, 1024x1024, 4 steps: the same.
+- FLUX.2 klein 4B shapes (transformer 4B, Qwen3-4B), bfloat16, 1024x1024, 4 steps: the same;
+  for both, the regional render again with `OMOST_RENDERER_FUSE_QKV`.
 """
 
 

@@ -41,6 +41,8 @@ def test_smoke_run_measures_every_section_and_leaves_the_docs_alone(
         "OMOST_RENDERER_FUSE_QKV: off / on",
         "FLUX.1 2 steps: regional / stock",
         "FLUX.2 klein 2 steps: regional / stock",
+        "FLUX.1 OMOST_RENDERER_FUSE_QKV: off / on",
+        "FLUX.2 klein OMOST_RENDERER_FUSE_QKV: off / on",
     ):
         row = next(line for line in printed.splitlines() if line.startswith(f"| {measure}"))
         assert "not measured" not in row, row
