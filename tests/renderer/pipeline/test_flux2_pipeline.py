@@ -153,18 +153,24 @@ def test_a_seed_gives_the_same_image_and_a_batch_equals_single_renders(
 def test_two_jobs_share_model_calls_and_render_as_alone(
     tiny_flux2: OmostFlux2Pipeline, dragon_canvas: Canvas
 ) -> None:
-    params = [RenderParams(**SMALL, seed=s) for s in (1, 2)]
+    # The same texts (the same token counts) with the castle moved: each job keeps its own mask.
+    moved = dragon_canvas.model_copy(deep=True)
+    moved.local_descriptions[0].location = "on the left"
+    assert moved.process().conditions[1].mask.tolist() != (
+        dragon_canvas.process().conditions[1].mask.tolist()
+    )
+    jobs = [(dragon_canvas, RenderParams(**SMALL, seed=1)), (moved, RenderParams(**SMALL, seed=2))]
     batch = StepBatch(tiny_flux2, max_jobs=2)
-    for index, p in enumerate(params):
-        assert batch.add(f"job-{index}", tiny_flux2.render_steps(dragon_canvas, p)) is None
+    for index, (canvas, p) in enumerate(jobs):
+        assert batch.add(f"job-{index}", tiny_flux2.render_steps(canvas, p)) is None
     outcomes = []
     while len(batch):
         outcomes += batch.step()
     assert batch.calls_made == 3
     assert batch.renders_stepped == 6
-    for outcome, p in zip(sorted(outcomes, key=lambda o: o.job_id), params, strict=True):
+    for outcome, (canvas, p) in zip(sorted(outcomes, key=lambda o: o.job_id), jobs, strict=True):
         assert outcome.images is not None
-        alone = tiny_flux2.render(dragon_canvas, p)[0]
+        alone = tiny_flux2.render(canvas, p)[0]
         torch.testing.assert_close(
             torch.from_numpy(outcome.images[0].latents["base"]),
             torch.from_numpy(alone.latents["base"]),
