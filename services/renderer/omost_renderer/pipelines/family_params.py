@@ -1,8 +1,10 @@
 """Which request parameters a model family takes, maps or refuses, so none is dropped silently.
 
-``RenderParams`` carries SDXL's knobs. A family that lacks one (FLUX has no negative prompt;
-FLUX.1-schnell has no guidance at all) refuses a request that sets it explicitly; a family that
-has it under another meaning maps it (``cfg`` is FLUX.1-dev's distilled guidance value). A
+``RenderParams`` carries SDXL's knobs. A family that lacks one (FLUX.1 has no negative prompt;
+FLUX.1-schnell and the step-distilled FLUX.2 klein have no guidance at all) refuses a request
+that sets it explicitly; a family that has it under another meaning maps it (``cfg`` is
+FLUX.1-dev's distilled guidance value; for FLUX.2 klein base it is the classifier-free guidance
+scale and the negative prompt is used, as for SDXL). A
 parameter at its default value counts as unset, whether a client sent it or not (a job's
 parameters travel as JSON with every field), and is never an error: the default means "the
 family's default".
@@ -33,7 +35,7 @@ class FamilyParams:
     """What a model does with the parameters some families lack.
 
     Attributes:
-        family: ``sdxl``, ``flux`` ...
+        family: ``sdxl``, ``flux`` (FLUX.1) or ``flux2`` (FLUX.2 klein).
         cfg: ``"cfg"``: classifier-free guidance scale; ``"guidance"``: the distilled guidance
             embedding's value; ``None``: refused.
         negative_prompt: Whether a negative prompt is used.
