@@ -29,7 +29,6 @@ from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from omost_schema import Canvas
 from omost_schema.occlusion import region_conditions
@@ -58,7 +57,8 @@ from omost_renderer.pipelines.flux2.latents import (
 from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import joint_bias
-from omost_renderer.pipelines.packed_latents import PATCH, pack
+from omost_renderer.pipelines.packed_latents import PATCH
+from omost_renderer.pipelines.packed_start import packed_repaint_mask, resized_pixels
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
@@ -71,7 +71,7 @@ from omost_renderer.pipelines.sketch_start import sketch_start_pixels
 from omost_renderer.pipelines.step_batch import DenoiseCall, RenderSteps, render_alone
 from omost_renderer.pipelines.step_progress import StepProgress
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
-from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
+from omost_renderer.pipelines.vae_codec import VaeCodec
 
 FAMILY = "flux2"
 #: One denoising pass as a generator of model calls; its value is the pass's final tokens.
@@ -419,8 +419,7 @@ class OmostFlux2Pipeline:
     ) -> torch.Tensor | None:
         """The clean tokens a pass keeps: the init image's, or the edit base's."""
         if start.image is not None:
-            image = start.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-            return self.encode_pixels(uint8_to_pixels(np.asarray(image)))
+            return self.encode_pixels(resized_pixels([start.image], width, height))
         stored = start.latents.get(name)
         if stored is None:
             return None
@@ -448,11 +447,9 @@ class OmostFlux2Pipeline:
         if base is None:
             return None
         noise = self._noise([keep], height, width)
-        cells = start.repaint.latent_mask(width, height, self.vae_scale_factor)
         channels = self.transformer.config.in_channels // (PATCH * PATCH)
-        # Packed like the latents, so the blend works token by token, feature by feature.
-        mask = torch.from_numpy(cells)[None, None].expand(1, channels, -1, -1).contiguous()
-        return base, noise, pack(mask).to(self.device)
+        mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
+        return base, noise, mask.to(self.device)
 
     def _progress(
         self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
@@ -530,11 +527,7 @@ class OmostFlux2Pipeline:
         if hires:
             images = self.decode(latents, height, width)
             width, height = hires
-            pixels = [
-                uint8_to_pixels(np.asarray(im.resize((width, height), Image.Resampling.LANCZOS)))
-                for im in images
-            ]
-            init = self.encode_pixels(torch.cat(pixels))
+            init = self.encode_pixels(resized_pixels(images, width, height))
             conditioning = self.conditioning_at(
                 conditioning.prompt,
                 *token_grid(height, width, self.vae_scale_factor),
