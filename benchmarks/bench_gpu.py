@@ -185,7 +185,7 @@ def sdxl_compile(suite: Suite) -> None:
     off_s = timed(lambda: pipe.render(canvas, params), pipe.device)
     apply_speed_options(pipe.unet, Family.SDXL, SpeedOptions(compile=True))
     first = timed(lambda: pipe.render(canvas, params), pipe.device)
-    # A new render installs new processor objects: the second render shows recompiles.
+    # A recompile at a later render (new guards failing) would show in these.
     steady = [timed(lambda: pipe.render(canvas, params), pipe.device) for _ in range(2)]
     suite.add(
         seconds_row("SDXL render before compile (fresh UNet)", off_s),

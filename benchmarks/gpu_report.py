@@ -33,8 +33,7 @@ fit is skipped and listed), on one H100/H200-class GPU:
   p50/p95 latency per job from the common arrival;
 - each speed option on vs off, side by side: `OMOST_RENDERER_CHANNELS_LAST`,
   `OMOST_RENDERER_FUSE_QKV`, then `OMOST_RENDERER_COMPILE` on a fresh UNet (first render with the
-  compile, then the slower of two further renders: a render installs new processor objects, so
-  recompiles would show there);
+  compile, then the slower of two further renders, where a recompile would show);
 - FLUX.1-dev shapes (transformer 12B, T5-XXL, CLIP-L), bfloat16, 1024x1024: regional (default
   schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory;
 - FLUX.2 klein 4B shapes (transformer 4B, Qwen3-4B), bfloat16, 1024x1024, 4 steps: the same;

@@ -141,3 +141,24 @@ def test_text_cache_bound_reaches_the_loaded_pipeline(megabytes: int) -> None:
     settings = Settings(model="tiny-flux", device="cpu", dtype="float32", text_cache_mb=megabytes)
     renderer = build_renderer(settings)
     assert getattr(renderer, "text_cache").max_bytes == megabytes * 2**20  # noqa: B009
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compiled_blocks_do_not_recompile_at_every_step(dragon_canvas: Canvas) -> None:
+    # Every UNet call installs new regional processor objects; the compiled blocks must not
+    # recompile for that (dynamo's guards, not the backend, decide: the eager backend keeps the
+    # test fast). Expected: one graph with the per-layer cache cold, one with it warm.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    expected = _pixels(load_renderer("tiny", "cpu"), dragon_canvas)
+    renderer = load_renderer("tiny", "cpu")
+    assert isinstance(renderer, OmostSDXLPipeline)
+    renderer.unet.compile_repeated_blocks(backend="eager")
+    for _ in range(2):
+        got = _pixels(renderer, dragon_canvas)
+    assert np.abs(got - expected).max() <= TOLERANCE
+    assert 1 <= counters["stats"]["unique_graphs"] <= 2
+    torch._dynamo.reset()
