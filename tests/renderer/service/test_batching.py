@@ -260,3 +260,26 @@ def test_the_tiny_sdxl_pipeline_renders_jobs_together_as_it_renders_them_alone(
         batched = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
         # One UNet call for three jobs: the same image as alone, up to float rounding.
         assert np.abs(batched - np.asarray(alone.image, dtype=np.int16)).max() <= 2
+
+
+def test_a_job_past_its_deadline_in_a_batch_is_released_and_the_others_go_on(
+    batch_settings: Settings, redis_client: Redis, start_worker: Callable[..., WorkerThread]
+) -> None:
+    renderer = BatchingFakeRenderer(step_sleep_s=0.03)
+    with TestClient(create_app(batch_settings)) as client:
+        # The late job is the second held: the heartbeat watches every held job, not the first.
+        other = client.post("/v1/renders", json=body("other", steps=40)).json()["id"]
+        late = client.post("/v1/renders", json=body("late", steps=100)).json()["id"]
+        thread = start_worker(renderer, batch_settings)
+        wait_for(lambda: step_of(redis_client, late) >= 2, what="the batch")
+        (held,) = [r for r in thread.worker.held.snapshot() if r.job.claim.job_id == late]
+        held.deadline_s = 0.0  # its deadline passes now; the other job's does not
+        wait_for(ended(redis_client, [late, other]), what="both jobs")
+        views = [client.get(f"/v1/renders/{job_id}").json() for job_id in (late, other)]
+    assert views[0]["status"] == "failed"  # one attempt: released for good
+    assert views[0]["error"]["code"] == "deadline_exceeded"
+    assert views[1]["status"] == "succeeded"
+    with_late = renderer.calls_with("late")
+    assert len(with_late) < 100
+    assert all(names == ["other"] for names in renderer.shared[with_late[-1] + 1 :])
+    assert len(renderer.calls_with("other")) == 40
