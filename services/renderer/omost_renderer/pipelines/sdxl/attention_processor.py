@@ -1,10 +1,11 @@
 """Regional cross-attention as a diffusers attention processor (no patching of library classes).
 
-The pipeline installs :class:`RegionalAttnProcessor` on every cross-attention layer of the UNet
-with ``unet.set_attn_processor`` for the length of one denoising run, then puts the previous
-processors back. Self-attention keeps diffusers' standard processor. Each layer recovers its
-feature-map height and width from its sequence length and the latent's shape, so nothing has to be
-threaded through the UNet's forward.
+The pipeline installs one shared :class:`RegionalAttnProcessor` on every cross-attention layer of
+the UNet with ``unet.set_attn_processor``, once (:func:`install_regional_processor`), and gives it
+each UNet call's context; :func:`regional_attention_installed` installs processors for a ``with``
+block and puts the previous ones back (benchmarks, tests). Self-attention keeps diffusers'
+standard processor. Each layer recovers its feature-map height and width from its sequence length
+and the latent's shape, so nothing has to be threaded through the UNet's forward.
 """
 
 from __future__ import annotations
@@ -122,11 +123,21 @@ class RegionalAttnProcessor:
     """Cross-attention processor applying Omost's regional attention.
 
     Args:
-        context: The run's regions; shared by every cross-attention layer of the UNet.
+        context: The call's regions; shared by every cross-attention layer of the UNet. The
+            pipeline's installed processor gets one per UNet call (``context_set``).
     """
 
-    def __init__(self, context: RegionalContext) -> None:
+    def __init__(self, context: RegionalContext | None = None) -> None:
         self.context = context
+
+    @contextmanager
+    def context_set(self, context: RegionalContext) -> Iterator[None]:
+        """Use ``context`` for the ``with`` block (one UNet call), then hold none again."""
+        self.context = context
+        try:
+            yield
+        finally:
+            self.context = None
 
     def __call__(
         self,
@@ -139,6 +150,8 @@ class RegionalAttnProcessor:
         """Run one cross-attention layer: (B, N, C) image tokens attend to (B, L, D) text tokens."""
         if encoder_hidden_states is None:
             raise ValueError("RegionalAttnProcessor is for cross-attention layers only")
+        if self.context is None:
+            raise RuntimeError("the regional processor runs only within a call with a context")
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -168,7 +181,8 @@ class RegionalAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        scale, bias = self.context.for_layer(sequence_length, query.device, query.dtype)
+        context = self.context
+        scale, bias = context.for_layer(sequence_length, query.device, query.dtype)
         out = masked_scaled_attention(query, key, value, scale, bias)
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
         out = attn.to_out[0](out)
@@ -201,7 +215,7 @@ def self_attention_processor(device: torch.device, *, fused: bool = False) -> An
 
 def regional_processors(
     processor_names: Iterator[str] | list[str],
-    context: RegionalContext,
+    context: RegionalContext | None,
     device: torch.device,
     *,
     fused: bool = False,
@@ -226,6 +240,35 @@ def regional_processors(
     }
 
 
+def _processors_for(unet: Any, context: RegionalContext | None) -> dict[str, Any]:
+    names = list(unet.attn_processors)
+    # ``fuse_qkv`` fuses every layer or none: the first layer tells.
+    first = unet.get_submodule(names[0].removesuffix(".processor"))
+    fused = bool(getattr(first, "fused_projections", False))
+    return regional_processors(names, context, unet.device, fused=fused)
+
+
+def install_regional_processor(unet: Any) -> RegionalAttnProcessor:
+    """Put one shared :class:`RegionalAttnProcessor` on ``unet``'s cross-attention layers, for good.
+
+    The pipeline installs it once, at its first UNet call (after the speed options fused the
+    projections), and sets each call's context on it (``context_set``): installing processors
+    walks every module of the UNet twice, tens of milliseconds a call for SDXL. Outside a call
+    the processor holds no context and refuses to run.
+
+    Args:
+        unet: A diffusers ``UNet2DConditionModel``.
+
+    Returns:
+        The shared regional processor.
+    """
+    processors = _processors_for(unet, None)
+    regional = next(p for p in processors.values() if isinstance(p, RegionalAttnProcessor))
+    # set_attn_processor consumes the dict it is given: hand it a copy.
+    unet.set_attn_processor(dict(processors))
+    return regional
+
+
 @contextmanager
 def regional_attention_installed(
     unet: Any, context: RegionalContext
@@ -240,10 +283,7 @@ def regional_attention_installed(
         The regional processor (shared by every cross-attention layer).
     """
     previous = dict(unet.attn_processors)
-    # ``fuse_qkv`` fuses every layer or none: the first layer tells.
-    first = unet.get_submodule(next(iter(previous)).removesuffix(".processor"))
-    fused = bool(getattr(first, "fused_projections", False))
-    processors = regional_processors(list(previous), context, unet.device, fused=fused)
+    processors = _processors_for(unet, context)
     regional = next(p for p in processors.values() if isinstance(p, RegionalAttnProcessor))
     # set_attn_processor consumes the dict it is given: hand it copies.
     unet.set_attn_processor(dict(processors))

@@ -40,8 +40,9 @@ from omost_renderer.pipelines.render_start import (
 )
 from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback, hires_size
 from omost_renderer.pipelines.sdxl.attention_processor import (
+    RegionalAttnProcessor,
     RegionalContext,
-    regional_attention_installed,
+    install_regional_processor,
 )
 from omost_renderer.pipelines.sdxl.encoding import (
     EncodedPrompt,
@@ -169,6 +170,7 @@ class OmostSDXLPipeline:
         #: Encoded region texts by model and exact ids (the worker reports its counters).
         self.text_cache = TextEncodingCache(text_cache_bytes)
         self._batches = BatchInputCache()
+        self._regional: RegionalAttnProcessor | None = None
 
     @property
     def device(self) -> torch.device:
@@ -348,7 +350,10 @@ class OmostSDXLPipeline:
         """Eps prediction of the UNet for scaled inputs (B, 4, h, w) and int64 timesteps (B,)."""
         dtype = self.unet.dtype
         added = {"text_embeds": pooled, "time_ids": time_ids}
-        with regional_attention_installed(self.unet, context):
+        if self._regional is None:
+            # Once, at the first call: after the loader's speed options fused the projections.
+            self._regional = install_regional_processor(self.unet)
+        with self._regional.context_set(context):
             out = self.unet(x_in.to(dtype), timesteps, encoder_hidden_states=embeds,
                             added_cond_kwargs=added, return_dict=False)[0]  # fmt: skip
         return out.float()  # type: ignore[no-any-return]
