@@ -185,3 +185,18 @@ def test_inference_mode_is_on_inside_each_resume_and_off_between() -> None:
     assert done.value.value == 7
     assert seen == [True, True]
     assert drive_alone(FakeRenderer(), in_inference_mode(render())) == 7
+
+
+def test_a_family_that_returns_the_wrong_number_of_results_fails_the_call_not_the_loop() -> None:
+    class Short(FakeRenderer):
+        def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
+            return super().denoise_batch(calls)[:1] if len(calls) > 1 else []
+
+    fake = Short()
+    batch = StepBatch(fake, max_jobs=2)
+    batch.add("a", fake.job("a", 2))
+    batch.add("b", fake.job("a", 2))
+    outcomes = batch.step()
+    assert sorted(o.job_id for o in outcomes) == ["a", "b"]
+    assert all(o.error is not None for o in outcomes)
+    assert batch.splits == 1
