@@ -117,6 +117,13 @@ def test_run_compose_render_and_stop(tmp_path: Path) -> None:
         assert flux.returncode == 0, flux.stderr
         with Image.open(flux.stdout.split()[0]) as image:
             assert image.size == (64, 64)
+        # --model reaches the service: a model no worker serves is refused, naming those served.
+        unknown = subprocess.run(
+            [str(BIN / "omost"), "render", str(canvas_file), "--model", "dall-e-3"],
+            env=cli_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert unknown.returncode == 1
+        assert "tiny-flux" in unknown.stderr
     finally:
         launcher.send_signal(signal.SIGINT)
         code = launcher.wait(timeout=90)
