@@ -204,7 +204,7 @@ def test_a_batch_pads_shorter_jobs_keys_and_hides_them(
     renders = [tiny_renderer.render_steps(canvases[n], params) for n in ("smaller", "bigger")]
     calls = [next(r) for r in renders]
     payloads: list[UNetCall] = [call.payload for call in calls]
-    inputs = tiny_renderer._batches.inputs(payloads)
+    inputs = tiny_renderer.unet_steps.batches.inputs(payloads)
     lengths = [p.text.embeds.shape[1] for p in payloads]  # type: ignore[union-attr]
     assert lengths[0] < lengths[1]
     assert inputs.embeds.shape[:2] == (4, lengths[1])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omost_renderer.pipelines.preview import latent_preview
 from omost_renderer.pipelines.rendering import RenderParams
-from omost_renderer.pipelines.sdxl import pipeline_sdxl
+from omost_renderer.pipelines.sdxl import unet_steps
 from omost_renderer.pipelines.sdxl.attention_processor import RegionalAttnProcessor
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
 from omost_renderer.pipelines.sdxl.sampling import (
@@ -201,7 +201,7 @@ def test_previews_show_the_denoised_estimate(
 
         return sampler(x, schedule, both, blend)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline_sdxl, "dpmpp_2m_steps", recording)
+    monkeypatch.setattr(unet_steps, "dpmpp_2m_steps", recording)
     previews: list[Image.Image | None] = []
     renderer.render(dragon_canvas, RenderParams(**SMALL), lambda s, t, p: previews.append(p))
     assert len(previews) == len(estimates) == 4
