@@ -16,10 +16,14 @@ version() { "$VENV/bin/python" -c "import importlib.metadata as m; print(m.versi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 # Pure-Python or binary wheels for the GPU machine's Python, no dependency resolution: the list
-# is what the suite imports beyond what the machine has (diffusers' and pydantic's own needs).
+# is what the suite imports beyond what the machine has (diffusers' and pydantic's own needs;
+# diffusers checks for requests at import, which transformers 5 no longer brings). Checked by
+# installing these wheels over torch, transformers, accelerate and safetensors alone in a Python
+# 3.12 venv and running `scripts/gpu-suite.sh --smoke`.
 requirements=()
 for package in diffusers pydantic pydantic-core pydantic-settings annotated-types \
     typing-inspection typing-extensions importlib-metadata zipp pillow open-clip-torch \
+    requests urllib3 charset-normalizer certifi idna \
     python-dotenv; do
     requirements+=("$package==$(version "$package")")
 done
