@@ -32,7 +32,6 @@ from PIL import Image
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
-    euler_steps,
     flow_sigmas,
     noised_start,
 )
@@ -43,7 +42,8 @@ from omost_renderer.pipelines.flux.encoding import (
     FluxTextEncoders,
     encode_canvas,
 )
-from omost_renderer.pipelines.flux.step_inputs import FluxBatchCache, FluxCall, FluxPassText
+from omost_renderer.pipelines.flux.step_inputs import FluxPassText
+from omost_renderer.pipelines.flux.transformer_steps import TransformerSteps
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
@@ -175,7 +175,8 @@ class OmostFluxPipeline:
         self.regional = regional
         #: Encoded region texts by model and exact ids (the worker reports its counters).
         self.text_cache = TextEncodingCache(text_cache_bytes)
-        self._batches = FluxBatchCache()
+        #: The transformer's sampling passes and batched calls.
+        self.transformer_steps = TransformerSteps(transformer, self.schedule, regional)
         if regional:
             # Once: the processors hold their block index only, never a render's state.
             install_regional_processors(transformer)
@@ -301,11 +302,7 @@ class OmostFluxPipeline:
         progress: _Progress | None = None,
         blend: InpaintBlend | None = None,
     ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
-        """One flow-matching Euler pass as a generator of transformer calls (``step_batch``).
-
-        The schedule's floats and its device copy are made before the first step; a step
-        yields a :class:`DenoiseCall` with the latents, a device view of its noise level and
-        whether the regional mask applies.
+        """One Euler pass as a generator of transformer calls (``TransformerSteps.pass_steps``).
 
         Args:
             latents: float32 (k, N, 4C), already at ``sigmas[0]``.
@@ -318,23 +315,8 @@ class OmostFluxPipeline:
         Returns:
             (as the generator's value) The denoised packed latents, float32 (k, N, 4C).
         """
-        k, tokens, features = latents.shape
         text = self._pass_text(conditioning, guidance)
-        on_device = sigmas.to(self.device, torch.float32)
-        # Without the regional processors padding cannot be hidden: only equal texts share.
-        length = None if self.regional else text.text_length
-        key = ("flux", tokens, features, self.transformer.dtype, length)
-        steps = euler_steps(latents, sigmas.float().tolist(), progress, blend)
-        try:
-            step = next(steps)
-            while True:
-                regional = step.index < self.schedule.regional_steps
-                call = FluxCall(step.x, on_device[step.index], regional, text)
-                velocity = yield DenoiseCall(key, k, call)
-                step = steps.send(velocity)
-        except StopIteration as done:
-            result: torch.Tensor = done.value
-            return result
+        return self.transformer_steps.pass_steps(latents, sigmas, text, progress, blend)
 
     def denoise(
         self,
@@ -353,12 +335,10 @@ class OmostFluxPipeline:
         steps = self.denoise_steps(latents, sigmas, conditioning, guidance, progress, blend)
         return drive_alone(self, in_inference_mode(steps))
 
-    @torch.inference_mode()
     def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
-        """Evaluate the transformer for calls of one key in one call (``BatchingRenderer``).
+        """Evaluate calls of one key in one transformer call (``BatchingRenderer``).
 
-        Rows are every job's images in order, with per-row timesteps, guidance and pooled
-        vectors, text padded to the longest job's and a per-row joint mask (``step_inputs``).
+        Rows are every job's images in order (see ``TransformerSteps.denoise_batch``).
 
         Args:
             calls: Pending calls with equal keys (from :meth:`denoise_steps`).
@@ -366,25 +346,7 @@ class OmostFluxPipeline:
         Returns:
             Per call, the velocity of its rows, (k, N, 4C) in the transformer's dtype.
         """
-        payloads: list[FluxCall] = [call.payload for call in calls]
-        dtype = self.transformer.dtype
-        inputs = self._batches.inputs(payloads, self.schedule.regional_blocks,
-                                      self.schedule.base_ratio, dtype)  # fmt: skip
-        hidden = torch.cat([p.x for p in payloads]).to(dtype)
-        timestep = torch.cat([p.sigma.expand(p.k) for p in payloads]).to(dtype)
-        kwargs = {"regional_mask": inputs.regional} if self.regional else None
-        out = self.transformer(
-            hidden_states=hidden,
-            encoder_hidden_states=inputs.embeds,
-            pooled_projections=inputs.pooled,
-            timestep=timestep,
-            img_ids=inputs.image_ids,
-            txt_ids=inputs.text_ids,
-            guidance=inputs.guidance,
-            joint_attention_kwargs=kwargs,
-            return_dict=False,
-        )[0]
-        return list(out.split([p.k for p in payloads]))
+        return self.transformer_steps.denoise_batch(calls)
 
     def _run(
         self,
