@@ -27,13 +27,15 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from omost_renderer.pipelines.families import Family
 from omost_renderer.pipelines.rendering import RenderParams
-from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options, fuse_qkv
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
+from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options
 
 from benchmarks import gpu_models
 from benchmarks.bench_attention import unet_bench
@@ -88,7 +90,7 @@ def sdxl_passes(suite: Suite, pipe: Any) -> None:
 
 
 def sdxl_render(suite: Suite, pipe: Any) -> float:
-    """Section 2: one whole render, its memory and syncs, and separate guidance passes.
+    """Section 2: one whole render, its peak memory and its device syncs.
 
     Returns:
         Seconds of a lone render (the reference of the later sections).
@@ -99,16 +101,9 @@ def sdxl_render(suite: Suite, pipe: Any) -> float:
     lone = timed(lambda: pipe.render(canvas, params), device)
     peak = peak_mib(lambda: pipe.render(canvas, params), device)
     syncs = syncs_counted(lambda: pipe.render(canvas, params), device)
-    pipe.batched_guidance = False
-    try:
-        separate = timed(lambda: pipe.render(canvas, params), device)
-    finally:
-        pipe.batched_guidance = True
     steps = params.steps
     suite.add(
         seconds_row(f"SDXL render, ours (text encoding, {steps} steps, VAE decode)", lone),
-        seconds_row("SDXL render, separate guidance passes (our kernel)", separate),
-        ratio_row("separate passes / ours, whole render", separate / lone, "", None),
         mib_row("SDXL render: peak device memory (weights included)", peak),
         Row(
             "SDXL render: device syncs per step", None if syncs is None else f"{syncs / steps:.1f}"
@@ -147,31 +142,56 @@ def sdxl_throughput(suite: Suite, pipe: Any, lone_s: float) -> None:
                                 "< 2x", p95 < 2.0))  # fmt: skip
 
 
-def _option_row(suite: Suite, name: str, pipe: Any, off_s: float) -> None:
+def _option_render(suite: Suite, options: SpeedOptions) -> tuple[float, float | None]:
+    """Seconds and peak memory of a render on a fresh pipeline with ``options`` applied at load.
+
+    Fresh, as the worker loads it: the pipeline installs its processors at its first UNet call,
+    after the options changed the UNet (a fused layer then gets the fused processor).
+    """
+    torch.manual_seed(0)
+    pipe = _sdxl(suite.scale)
+    apply_speed_options(pipe.unet, Family.SDXL, options)
     canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
-    pipe.render(canvas, params)  # warm-up in the new layout
-    on_s = timed(lambda: pipe.render(canvas, params), pipe.device)
-    peak = peak_mib(lambda: pipe.render(canvas, params), pipe.device)
+    pipe.render(canvas, params)  # warm-up
+    seconds = timed(lambda: pipe.render(canvas, params), pipe.device)
+    return seconds, peak_mib(lambda: pipe.render(canvas, params), pipe.device)
+
+
+def sdxl_options(suite: Suite) -> None:
+    """Section 4a: channels-last and fused QKV, each on a fresh pipeline, against the default."""
+    off_s, off_peak = _option_render(suite, SpeedOptions())
     suite.add(
-        seconds_row(f"SDXL render with {name}", on_s),
-        ratio_row(f"{name}: off / on (speed-up)", off_s / on_s, "> 1.0x to turn on", None),
-        mib_row(f"{name}: peak device memory", peak),
+        seconds_row("SDXL render, fresh pipeline, no option (reference of the option rows)", off_s),
+        mib_row("no option: peak device memory", off_peak),
     )
+    for name, options in (
+        ("OMOST_RENDERER_CHANNELS_LAST", SpeedOptions(channels_last=True)),
+        ("OMOST_RENDERER_FUSE_QKV", SpeedOptions(fuse_qkv=True)),
+    ):
+        on_s, peak = _option_render(suite, options)
+        _free()
+        suite.add(
+            seconds_row(f"SDXL render with {name}", on_s),
+            ratio_row(f"{name}: off / on (speed-up)", off_s / on_s, "> 1.0x to turn on", None),
+            mib_row(f"{name}: peak device memory", peak),
+        )
 
 
-def sdxl_options(suite: Suite, pipe: Any) -> None:
-    """Section 4a: channels-last and fused QKV, each against the default measured just before."""
+def sdxl_separate(suite: Suite, pipe: Any, lone_s: float) -> None:
+    """Section 2b: the render with Omost's separate guidance passes (our kernel), same weights.
+
+    Runs last on ``pipe``'s weights: the second pipeline installs its own processors on the
+    shared UNet, which ``pipe`` cannot render with afterwards.
+    """
     canvas, params = gpu_models.suite_canvas(), _params(suite.scale)
-    off_s = timed(lambda: pipe.render(canvas, params), pipe.device)
-    suite.add(seconds_row("SDXL render, no option (reference of the option rows)", off_s))
-    pipe.unet.to(memory_format=torch.channels_last)
-    _option_row(suite, "OMOST_RENDERER_CHANNELS_LAST", pipe, off_s)
-    pipe.unet.to(memory_format=torch.contiguous_format)
-    fuse_qkv(pipe.unet)
-    _option_row(suite, "OMOST_RENDERER_FUSE_QKV", pipe, off_s)
-    for module in pipe.unet.modules():  # back to the separate projections (kept by diffusers)
-        if getattr(module, "fused_projections", False):
-            module.fused_projections = False
+    apart = OmostSDXLPipeline(pipe.unet, pipe.vae, pipe.encoders, model_name=pipe.model_name,
+                              batched_guidance=False)  # fmt: skip
+    apart.render(canvas, params)  # warm-up
+    separate = timed(lambda: apart.render(canvas, params), apart.device)
+    suite.add(
+        seconds_row("SDXL render, separate guidance passes (our kernel)", separate),
+        ratio_row("separate passes / ours, whole render", separate / lone_s, "", None),
+    )
 
 
 def sdxl_compile(suite: Suite) -> None:
@@ -196,26 +216,51 @@ def sdxl_compile(suite: Suite) -> None:
     )  # fmt: skip
 
 
-def run(scale: gpu_models.SuiteScale, budget_s: float) -> Suite:
-    """Every section in order, within ``budget_s`` seconds (each checked before it starts)."""
+#: Runs a section if it fits the budget: (name, estimated seconds, the section).
+SectionRunner = Callable[[str, float, Callable[[], object]], None]
+
+
+def _sdxl_sections(suite: Suite, section: SectionRunner) -> None:
+    """Sections 1 to 4a on one SDXL pipeline (the options on fresh ones), freed on return."""
+    pipe = _sdxl(suite.scale)
+    lone = {"s": 10.0}  # replaced by the measured lone render
+
+    def render() -> None:
+        lone["s"] = sdxl_render(suite, pipe)
+
+    section("SDXL UNet passes", 60, lambda: sdxl_passes(suite, pipe))
+    section("SDXL render", 60, render)
+    section("SDXL throughput", 4 * lone["s"], lambda: sdxl_throughput(suite, pipe, lone["s"]))
+    section("SDXL options", 60 + 9 * lone["s"], lambda: sdxl_options(suite))
+    section("SDXL separate passes", 3 * lone["s"], lambda: sdxl_separate(suite, pipe, lone["s"]))
+
+
+def run(
+    scale: gpu_models.SuiteScale,
+    budget_s: float,
+    progress: Callable[[Suite], None] | None = None,
+) -> Suite:
+    """Every section in order, within ``budget_s`` seconds (each checked before it starts).
+
+    A section that raises (out of memory, say) is recorded in ``suite.failures`` and the next
+    one runs; ``progress`` is called after each section (the docs are rewritten as it goes, so a
+    run cut short still leaves what it measured).
+    """
     suite = Suite(scale, budget_s)
     torch.manual_seed(0)
-    pipe = _sdxl(scale)
-    sdxl_passes(suite, pipe)
-    lone = sdxl_render(suite, pipe)
-    sdxl_throughput(suite, pipe, lone)
-    if suite.fits("options", 8 * lone):
-        sdxl_options(suite, pipe)
-    del pipe
+
+    def section(name: str, needs_s: float, fn: Callable[[], object]) -> None:
+        if suite.fits(name, needs_s):
+            suite.attempt(name, fn)
+            _free()
+            if progress is not None:
+                progress(suite)
+
+    suite.attempt("SDXL", lambda: _sdxl_sections(suite, section))
     _free()
-    if suite.fits("FLUX.1", 90):
-        flux_section(suite, "FLUX.1", scale.flux_steps)
-        _free()
-    if suite.fits("FLUX.2 klein", 40):
-        flux_section(suite, "FLUX.2 klein", scale.flux2_steps)
-        _free()
-    if suite.fits("compile", 150):
-        sdxl_compile(suite)
+    section("FLUX.1", 90, lambda: flux_section(suite, "FLUX.1", scale.flux_steps))
+    section("FLUX.2 klein", 40, lambda: flux_section(suite, "FLUX.2 klein", scale.flux2_steps))
+    section("compile", 150, lambda: sdxl_compile(suite))
     return suite
 
 
@@ -235,15 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         torch.set_num_threads(1)
     scale = gpu_models.SMOKE if args.smoke else gpu_models.FULL
-    suite = run(scale, args.budget_s)
     device = "smoke run on the CPU (tiny models)" if args.smoke else torch.cuda.get_device_name()
     device += f", torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
-    text = section(suite.rows, device, suite.notes)
+    write = args.write_docs or not args.smoke
+
+    def partial_docs(suite: Suite) -> None:
+        if write:
+            notes = [*suite.notes, *suite.failures, "run in progress or cut short"]
+            replace_section(DOCS, section(suite.rows, device, notes))
+
+    suite = run(scale, args.budget_s, partial_docs)
+    text = section(suite.rows, device, [*suite.notes, *suite.failures])
     print("\n" + text)
-    if args.write_docs or (not args.smoke and torch.cuda.is_available()):
+    if write:
         replace_section(DOCS, text)
         print(f"wrote {DOCS}")
-    return 0
+    return 1 if suite.failures else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +33,10 @@ fit is skipped and listed), on one H100/H200-class GPU:
 - 1, 2, 4 and 8 jobs arriving together, rendered one at a time vs stepped together by `StepBatch`
   (the worker's driver, the pipeline's `render_steps`/`denoise_batch`): images per minute and
   p50/p95 latency per job from the common arrival;
-- each speed option on vs off, side by side: `OMOST_RENDERER_CHANNELS_LAST`,
-  `OMOST_RENDERER_FUSE_QKV`, then `OMOST_RENDERER_COMPILE` on a fresh UNet (first render with the
-  compile, then the slower of two further renders, where a recompile would show);
+- each speed option applied at load to a fresh pipeline, as the worker does, against a fresh
+  default one: `OMOST_RENDERER_CHANNELS_LAST`, `OMOST_RENDERER_FUSE_QKV`, then
+  `OMOST_RENDERER_COMPILE` (first render with the compile, then the slower of two further
+  renders, where a recompile would show);
 - FLUX.1-dev shapes (transformer 12B, T5-XXL, CLIP-L), bfloat16, 1024x1024: regional (default
   schedule) vs diffusers' stock processors, 4 and 28 steps, and peak memory;
 - FLUX.2 klein 4B shapes (transformer 4B, Qwen3-4B), bfloat16, 1024x1024, 4 steps: the same;
@@ -115,6 +118,8 @@ class Suite:
     started: float = field(default_factory=time.perf_counter)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Sections that raised, with their error (the run goes on and exits non-zero).
+    failures: list[str] = field(default_factory=list)
 
     def left_s(self) -> float:
         """Seconds of the budget left."""
@@ -126,6 +131,20 @@ class Suite:
             return True
         self.notes.append(f"{name}: skipped, {self.left_s():.0f} s of the budget left")
         return False
+
+    def attempt(self, name: str, fn: Callable[[], object]) -> bool:
+        """Run section ``name``; a failure is recorded (and printed), not raised.
+
+        Returns:
+            Whether it finished.
+        """
+        try:
+            fn()
+        except Exception as error:  # recorded in the table and the exit status, never hidden
+            traceback.print_exc()
+            self.failures.append(f"{name}: failed with {type(error).__name__}: {error}")
+            return False
+        return True
 
     def add(self, *rows: Row) -> None:
         """Record rows and print them as they come."""

@@ -13,7 +13,7 @@ from omost_renderer.pipelines.sdxl.tiny import build_tiny_renderer
 
 from benchmarks import bench_gpu, gpu_models
 from benchmarks.gpu_measure import MAX_CONCURRENCY, throughput
-from benchmarks.gpu_report import HEADING, Row, replace_section, section
+from benchmarks.gpu_report import HEADING, Row, Suite, replace_section, section
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +24,17 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def test_smoke_run_measures_every_section_and_leaves_the_docs_alone(
-    capsys: pytest.CaptureFixture[str],
+def test_smoke_run_measures_every_section_and_writes_docs_only_when_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    before = bench_gpu.DOCS.read_text()
-    assert bench_gpu.main(["--smoke"]) == 0
-    assert bench_gpu.DOCS.read_text() == before
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# Benchmarks\n\n{HEADING}\n\nold\n")
+    monkeypatch.setattr(bench_gpu, "DOCS", docs)
+    assert bench_gpu.main(["--smoke", "--write-docs"]) == 0
     printed = capsys.readouterr().out
-    assert HEADING in printed
+    written = docs.read_text()
+    assert "old" not in written
+    assert "run in progress" not in written  # the last write is the finished table
     for measure in (
         "ours / plain",
         "Omost's passes / ours",
@@ -46,9 +49,41 @@ def test_smoke_run_measures_every_section_and_leaves_the_docs_alone(
     ):
         row = next(line for line in printed.splitlines() if line.startswith(f"| {measure}"))
         assert "not measured" not in row, row
+        assert row in written
     # Device memory and syncs have nothing to count on the CPU: said, not invented.
     memory = next(line for line in printed.splitlines() if "peak device memory" in line)
     assert "not measured" in memory
+
+
+def test_smoke_run_without_the_flag_leaves_the_docs_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# Benchmarks\n\n{HEADING}\n\nold\n")
+    monkeypatch.setattr(bench_gpu, "DOCS", docs)
+
+    def measured(scale: gpu_models.SuiteScale, budget_s: float, progress: object) -> Suite:
+        suite = Suite(scale, budget_s)
+        suite.add(Row("x", "1.000 s"))
+        assert callable(progress)
+        progress(suite)  # as a section would
+        return suite
+
+    monkeypatch.setattr(bench_gpu, "run", measured)
+    assert bench_gpu.main(["--smoke"]) == 0
+    assert docs.read_text() == f"# Benchmarks\n\n{HEADING}\n\nold\n"
+
+
+def test_a_failing_section_is_recorded_and_the_next_runs() -> None:
+    suite = Suite(gpu_models.SMOKE, 60.0)
+
+    def out_of_memory() -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    assert not suite.attempt("FLUX.1", out_of_memory)
+    assert suite.attempt("FLUX.2 klein", lambda: suite.add(Row("y", "2.000 s")))
+    assert suite.failures == ["FLUX.1: failed with RuntimeError: CUDA out of memory"]
+    assert [row.measure for row in suite.rows] == ["y"]
 
 
 def test_throughput_counts_every_job_once() -> None:
