@@ -16,18 +16,14 @@ computation is then exactly the unbatched one.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (the conventional alias)
 
+from omost_renderer.pipelines.composition_cache import COMPOSITIONS_KEPT, CompositionCache
 from omost_renderer.pipelines.flux.attention_processor import RegionalMask
 from omost_renderer.pipelines.mask_layout import padded_keys, rows_of_groups
-
-#: Batch compositions whose masks are kept (the current one and a few others: another shape's
-#: batch, the composition before a join). Each holds two (rows, 1, T + N, T + N) masks.
-COMPOSITIONS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -199,29 +195,25 @@ def batch_inputs(
 
 
 class FluxBatchCache:
-    """The batch inputs of the last :data:`COMPOSITIONS_KEPT` compositions.
+    """The batch inputs of recent compositions (pass inputs by identity, k, masked or not).
 
-    A composition is the jobs' pass inputs (by identity), their image counts and which of them
-    are masked at this step; the entry holds the inputs, so an id is never reused while it lives.
+    See ``composition_cache``: at most :data:`COMPOSITIONS_KEPT`, and none of a job that ended.
+    Each composition holds two (rows, 1, T + N, T + N) masks when its text is padded.
     """
 
     def __init__(self, kept: int = COMPOSITIONS_KEPT) -> None:
-        self.kept = kept
-        self._entries: OrderedDict[
-            tuple[tuple[int, int, bool], ...], tuple[list[FluxPassText], FluxBatchInputs]
-        ] = OrderedDict()
+        self._cache: CompositionCache[FluxPassText, FluxBatchInputs] = CompositionCache(kept)
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def inputs(
         self, calls: list[FluxCall], every: int, base_ratio: float, dtype: torch.dtype
     ) -> FluxBatchInputs:
         """The concatenated inputs of ``calls`` (built on a new composition, else reused)."""
-        key = tuple((id(call.text), call.k, call.masked) for call in calls)
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            return found[1]
-        built = batch_inputs(calls, every, base_ratio, dtype)
-        self._entries[key] = ([call.text for call in calls], built)
-        while len(self._entries) > self.kept:
-            self._entries.popitem(last=False)
-        return built
+        extra = (tuple((call.k, call.masked) for call in calls), every, base_ratio, dtype)
+        return self._cache.get(
+            [call.text for call in calls],
+            extra,
+            lambda: batch_inputs(calls, every, base_ratio, dtype),
+        )

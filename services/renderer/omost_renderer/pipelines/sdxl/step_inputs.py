@@ -6,26 +6,22 @@ A job's sampling pass builds its text inputs once, on the UNet's device, before 
 :class:`BatchInputCache` for the concatenated inputs of the jobs in the batch: their text keys
 padded to the longest job's (padding keys belong to no region, so every pixel's mask hides them),
 per-row pooled vectors and time ids, and one :class:`RegionalContext` over every job's regions.
-The same jobs in the same order at the next step reuse them, so a step concatenates no text and
-builds no mask; a job joining or leaving makes a new composition.
+The same jobs in the same order at the next step reuse them (``composition_cache``), so a step
+concatenates no text and builds no mask; a job joining or leaving makes a new composition. Each
+composition holds, per UNet layer resolution, one (rows, N, L8) mask.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812  (the conventional alias)
 
+from omost_renderer.pipelines.composition_cache import COMPOSITIONS_KEPT, CompositionCache
 from omost_renderer.pipelines.sdxl.attention_processor import RegionalContext
 from omost_renderer.pipelines.sdxl.cfg_batch import single_context, stack_for_guidance
 from omost_renderer.pipelines.sdxl.encoding import EncodedPrompt
-
-#: Batch compositions whose concatenated inputs (and cached masks) are kept: the current one and
-#: a few others (another latent shape's batch, the composition before a join). Each holds, per
-#: UNet layer resolution, one (rows, N, L8) mask, so memory is this many times one batch's masks.
-COMPOSITIONS_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -182,30 +178,22 @@ def batch_inputs(calls: list[UNetCall]) -> BatchInputs:
 
 
 class BatchInputCache:
-    """The batch inputs of the last :data:`COMPOSITIONS_KEPT` compositions (jobs, order, k).
+    """The batch inputs of recent compositions (each job's pass text by identity, and its k).
 
-    A composition is keyed by the identity of each job's pass text and its image count; the
-    entry holds the texts, so an id is never reused while its entry lives.
+    See ``composition_cache``: at most :data:`COMPOSITIONS_KEPT`, and none of a job that ended.
     """
 
     def __init__(self, kept: int = COMPOSITIONS_KEPT) -> None:
-        self.kept = kept
-        self._entries: OrderedDict[tuple[tuple[int, int], ...], tuple[list[PassText], BatchInputs]]
-        self._entries = OrderedDict()
+        self._cache: CompositionCache[PassText, BatchInputs] = CompositionCache(kept)
+
+    def __len__(self) -> int:
+        return len(self._cache)
 
     def inputs(self, calls: list[UNetCall]) -> BatchInputs:
         """The concatenated inputs of ``calls`` (built on a new composition, else reused)."""
-        key = tuple((id(call.text), call.k) for call in calls)
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-            return found[1]
-        built = batch_inputs(calls)
-        self._entries[key] = ([call.text for call in calls], built)
-        while len(self._entries) > self.kept:
-            self._entries.popitem(last=False)
-        return built
+        counts = tuple(call.k for call in calls)
+        return self._cache.get([call.text for call in calls], counts, lambda: batch_inputs(calls))
 
     def clear(self) -> None:
         """Forget every composition."""
-        self._entries.clear()
+        self._cache.clear()
