@@ -283,3 +283,30 @@ def test_a_job_past_its_deadline_in_a_batch_is_released_and_the_others_go_on(
     assert len(with_late) < 100
     assert all(names == ["other"] for names in renderer.shared[with_late[-1] + 1 :])
     assert len(renderer.calls_with("other")) == 40
+
+
+def test_sigterm_releases_what_the_grace_does_not_cover(
+    batch_settings: Settings, redis_client: Redis, tmp_path: Path
+) -> None:
+    env = subprocess_env(
+        batch_settings,
+        OMOST_RENDERER_FACTORY="batching_renderer:build",
+        OMOST_RENDERER_MAX_BATCH="4",
+        OMOST_RENDERER_SHUTDOWN_GRACE_S="0.3",
+        OMOST_TEST_STEP_SLEEP_S="0.05",
+    )
+    with TestClient(create_app(batch_settings)) as client:
+        ids = [client.post("/v1/renders", json=body(n, steps=100)).json()["id"] for n in "abc"]
+        worker = start_process(["worker"], env, tmp_path / "worker.log")
+        try:
+            wait_for(lambda: all(step_of(redis_client, i) >= 1 for i in ids), what="the batch")
+            worker.send_signal(signal.SIGTERM)  # 0.3 s cannot cover 100 steps of 0.05 s
+            assert worker.wait(timeout=60) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    records = [record(redis_client, job_id) for job_id in ids]
+    assert [r["status"] for r in records] == ["queued"] * 3
+    assert [r["attempt"] for r in records] == ["0"] * 3  # released, the attempts refunded
+    assert all(0 < int(r["step"]) < 100 for r in records)
