@@ -45,17 +45,25 @@ def _canvases(dragon: Canvas) -> dict[str, Canvas]:
     return {"dragon": dragon, "bigger": bigger, "smaller": smaller}
 
 
+def _edit_of(
+    renderer: OmostSDXLPipeline, canvas: Canvas, params: RenderParams
+) -> tuple[Canvas, RenderStart]:
+    """The canvas with one region recoloured, and the start that repaints only that region."""
+    base = renderer.render(canvas, params)[0]
+    edited = canvas.model_copy(deep=True)
+    edited.local_descriptions[0].HTML_web_color_name = "blue"
+    rects = repaint_rects(diff_canvases(canvas, edited))
+    start = RenderStart(latents=base.latents, keep_seed=base.seed,
+                        repaint=RepaintArea(rects=tuple(rects)), kept_image=base.image)  # fmt: skip
+    return edited, start
+
+
 def test_jobs_in_one_batch_render_what_they_render_alone(
     tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
 ) -> None:
     canvases = _canvases(dragon_canvas)
     base_params = RenderParams(width=64, height=64, steps=3, seed=5)
-    base = tiny_renderer.render(dragon_canvas, base_params)[0]
-    edited = dragon_canvas.model_copy(deep=True)
-    edited.local_descriptions[0].HTML_web_color_name = "blue"
-    rects = repaint_rects(diff_canvases(dragon_canvas, edited))
-    start = RenderStart(latents=base.latents, keep_seed=base.seed,
-                        repaint=RepaintArea(rects=tuple(rects)), kept_image=base.image)  # fmt: skip
+    edited, start = _edit_of(tiny_renderer, dragon_canvas, base_params)
     jobs = {
         "long": (canvases["dragon"], RenderParams(width=64, height=64, steps=5, seed=1), None),
         # Two images, another cfg, more regions; leaves after 2 steps.
@@ -176,8 +184,17 @@ def test_the_step_loop_reads_nothing_back_from_the_device(
     canvases = _canvases(dragon_canvas)
     steps = 3
     params = RenderParams(width=64, height=64, steps=steps, seed=1)
-    renders = [tiny_renderer.render_steps(c, params) for c in canvases.values()]
-    # The per-job preparation (text, noise) may read the host; the steps may not.
+    edited, start = _edit_of(tiny_renderer, dragon_canvas, params)
+    seen: list[int] = []
+
+    def progress(step: int, total: int, preview: Image.Image | None) -> None:
+        seen.append(step)
+
+    renders = [tiny_renderer.render_steps(c, params, progress) for c in canvases.values()]
+    # An edit: its inpainting blend runs after every step.
+    renders.append(tiny_renderer.render_steps(edited, params, progress, start=start))
+    # The per-job preparation (text, noise) may read the host; the steps may not (the previews,
+    # every ``preview_every`` steps and at the last, do by design: the last is not guarded).
     calls = [next(render) for render in renders]
     for index in range(steps):
         with no_host_reads():
@@ -189,6 +206,7 @@ def test_the_step_loop_reads_nothing_back_from_the_device(
         with pytest.raises(StopIteration) as done:
             render.send(result)
         assert len(done.value.value) == 1
+    assert sorted(seen) == sorted([1, 2, 3] * len(renders))
 
 
 def test_the_guard_catches_a_host_read(tiny_renderer: OmostSDXLPipeline) -> None:
