@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     jump_forward: bool = Field(
         True,
         description=(
-            "Append the tokens the grammar forces in one forward pass (`transformers` backend)."
+            "Draft the tokens of the text the grammar forces, verified in the next forward pass"
+            " (`transformers` backend; at most 32 per pass)."
         ),
     )
 
