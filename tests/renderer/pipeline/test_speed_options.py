@@ -15,7 +15,9 @@ from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
 from omost_renderer.pipelines.families import Family
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.flux.tiny import tiny_transformer
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
+from omost_renderer.pipelines.flux2.tiny import tiny_flux2_transformer
 from omost_renderer.pipelines.loading import load_renderer
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl.attention_processor import (
@@ -110,16 +112,22 @@ def test_flux_refuses_channels_last(model: str) -> None:
 
 # torch.compile's first import loads torch.jit modules that warn about their own deprecation.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-def test_compile_reaches_every_repeated_block_without_compiling_yet() -> None:
+@pytest.mark.parametrize("family", [Family.SDXL, Family.FLUX, Family.FLUX2])
+def test_compile_reaches_every_repeated_block_without_compiling_yet(family: Family) -> None:
     # A compiled render on CPU takes minutes (inductor's C++ build); what is checked here is that
     # the option turns on regional compilation: each repeated block gets its compiled call,
     # which torch builds lazily at the first forward.
-    unet = tiny_unet().eval()
-    apply_speed_options(unet, Family.SDXL, SpeedOptions(compile=True))
-    blocks = [m for m in unet.modules() if type(m).__name__ in unet._repeated_blocks]
-    assert blocks
+    denoiser = {
+        Family.SDXL: tiny_unet,
+        Family.FLUX: tiny_transformer,
+        Family.FLUX2: tiny_flux2_transformer,
+    }[family]().eval()
+    apply_speed_options(denoiser, family, SpeedOptions(compile=True))
+    kinds = set(denoiser._repeated_blocks)
+    blocks = [m for m in denoiser.modules() if type(m).__name__ in kinds]
+    assert {type(b).__name__ for b in blocks} == kinds
     assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
-    assert getattr(unet, "_compiled_call_impl", None) is None
+    assert getattr(denoiser, "_compiled_call_impl", None) is None
 
 
 def test_settings_reach_the_loaded_renderer() -> None:
