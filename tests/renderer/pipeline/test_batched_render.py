@@ -167,10 +167,12 @@ def test_separate_guidance_renders_through_the_same_steps(dragon_canvas: Canvas)
     batched = build_tiny_renderer(batched_guidance=True)
     params = RenderParams(width=64, height=64, steps=3, seed=3)
     canvases = _canvases(dragon_canvas)
-    outcomes, _ = run_batch(
+    outcomes, batch = run_batch(
         separate,
         [Job(name, partial(separate.render_steps, c, params)) for name, c in canvases.items()],
     )
+    # Separate passes share no UNet call: one job per step.
+    assert batch.calls_made == batch.renders_stepped == 3 * len(canvases)
     for name, canvas in canvases.items():
         images = outcomes[name].images
         assert images is not None

@@ -117,7 +117,11 @@ class UNetSteps:
         text = self._pass_text(negative, positive, pixel_size, (lat_h, lat_w), k)
         # One copy to the device per pass; a step takes a view.
         timesteps = torch.tensor(schedule.timesteps, dtype=torch.int64).to(self.device)
-        key = ("sdxl", self.batched_guidance, channels, lat_h, lat_w, self.unet.dtype)
+        key: tuple[object, ...] = ("sdxl", channels, lat_h, lat_w, self.unet.dtype)
+        if not self.batched_guidance:
+            # Separate passes share no UNet call: each pass is a key of its own, so the driver's
+            # counts stay true (one call per step) and the jobs take turns.
+            key = (*key, "separate", id(text))
         sampler = dpmpp_2m_steps(latents, schedule, progress, blend)
         try:
             step = next(sampler)
