@@ -1,8 +1,9 @@
 """The GPU suite: every GPU measurement of the renderer in one process, ratios side by side.
 
 ``python -m benchmarks gpu`` (``make bench BENCH=gpu``) on one H100/H200-class GPU, full-size
-SDXL and FLUX.1 built from configs with random weights (``gpu_models``), within ``--budget-s``
-(default 480 s: a section that would not fit is skipped and says so):
+SDXL, FLUX.1 and FLUX.2 klein built from configs with random weights (``gpu_models``), within
+``--budget-s`` (default 480 s: a section that would not fit is skipped and says so; one that
+raises is recorded and the run goes on, exiting 1):
 
 1. SDXL 896x1152, 25 UNet evaluations with CFG: diffusers' plain processors (77 tokens, no
    regions) vs ours (batched guidance, regional) vs Omost's separate passes with materialised
@@ -12,8 +13,9 @@ SDXL and FLUX.1 built from configs with random weights (``gpu_models``), within 
 3. Images per minute at 1, 2, 4 and 8 jobs arriving together, one at a time vs stepped together
    by ``StepBatch`` (the worker's driver), p50/p95 latency per job; goal at 4 jobs: >= 1.5x the
    images per minute of one at a time with p95 < 2x a lone render.
-4. Each speed option on vs off (channels-last, fused QKV; then regional compile on a fresh
-   UNet: first render with the compile, then steady renders).
+4. Each speed option applied at load to a fresh pipeline against a fresh default one
+   (channels-last, fused QKV; then regional compile: the first render with the compile, then
+   steady renders).
 5. FLUX.1-dev-sized 1024x1024, regional (default schedule) vs stock processors, 4 and 28 steps;
    FLUX.2 klein 4B-sized, 4 steps (``gpu_flux``).
 
@@ -52,7 +54,7 @@ from benchmarks.gpu_report import (
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-#: Upper bound of one run; the GPU machine's calls are limited to 10 minutes.
+#: Upper bound of ``--budget-s``: the sections' estimates must leave room under a 10-minute limit.
 MAX_BUDGET_S = 540.0
 
 
