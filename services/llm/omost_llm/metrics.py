@@ -69,7 +69,8 @@ class Metrics:
         )
         self.forced_tokens = Counter(
             "omost_llm_forced_tokens",
-            "Tokens the in-process backend appended by jump-forward (forced by the grammar).",
+            "Jump-forward draft tokens (text forced by the grammar) the in-process backend"
+            " accepted, each appended without a forward pass of its own.",
             registry=self.registry,
         )
 

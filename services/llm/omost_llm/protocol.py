@@ -86,7 +86,7 @@ class GenerationEnd:
         completion_tokens: Tokens generated.
         draft_tokens: Prompt-lookup draft tokens verified (in-process backend).
         accepted_draft_tokens: Of those, the tokens accepted.
-        forced_tokens: Tokens appended by jump-forward (in-process backend).
+        forced_tokens: Jump-forward draft tokens accepted (in-process backend).
     """
 
     finish_reason: str
