@@ -3,7 +3,7 @@
 FLUX.1 and FLUX.2 both see latents as 2x2-packed tokens (``packed_latents.pack``), so an edit's
 repaint mask is packed the same way as the latents (feature by feature, so the inpainting blend
 works token by token), and both take the hires pass's and an init image's start from LANCZOS-resized
-pixels. The FLUX.2 pipeline uses this module; FLUX.1's still has its own copies of the two steps.
+pixels. Both pipelines use this module.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from omost_schema import Canvas
 from omost_schema.occlusion import MaskMode, region_conditions
@@ -47,6 +46,7 @@ from omost_renderer.pipelines.flux.transformer_steps import TransformerSteps
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
+from omost_renderer.pipelines.packed_start import packed_repaint_mask, resized_pixels
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
@@ -63,8 +63,9 @@ from omost_renderer.pipelines.step_batch import (
     in_inference_mode,
     render_alone,
 )
+from omost_renderer.pipelines.step_progress import StepProgress
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
-from omost_renderer.pipelines.vae_codec import VaeCodec, uint8_to_pixels
+from omost_renderer.pipelines.vae_codec import VaeCodec
 
 SAMPLER_NAME = "flow-match Euler"
 #: FLUX.1-dev's distilled guidance when a request leaves ``cfg`` unset (diffusers' default).
@@ -99,25 +100,6 @@ class RegionalSchedule:
             raise ValueError("regional_steps must be >= 0 and regional_blocks >= 1")
         if not 0.0 <= self.base_ratio <= 1.0:
             raise ValueError("base_ratio must be within 0..1")
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """Maps the steps of one pass onto the render's step count, with occasional previews."""
-
-    on_step: StepCallback | None
-    offset: int
-    total: int
-    preview_every: int
-    latent_size: tuple[int, int]
-
-    def __call__(self, index: int, latents: torch.Tensor, denoised: torch.Tensor) -> None:
-        if self.on_step is None:
-            return
-        step = self.offset + index + 1
-        show = step % self.preview_every == 0 or step == self.total
-        preview = packed_preview(denoised[0], *self.latent_size) if show else None
-        self.on_step(step, self.total, preview)
 
 
 @dataclass
@@ -299,7 +281,7 @@ class OmostFluxPipeline:
         sigmas: torch.Tensor,
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
-        progress: _Progress | None = None,
+        progress: StepProgress | None = None,
         blend: InpaintBlend | None = None,
     ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         """One Euler pass as a generator of transformer calls (``TransformerSteps.pass_steps``).
@@ -324,7 +306,7 @@ class OmostFluxPipeline:
         sigmas: torch.Tensor,
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
-        progress: _Progress | None = None,
+        progress: StepProgress | None = None,
         blend: InpaintBlend | None = None,
     ) -> torch.Tensor:
         """Run one pass alone (:meth:`denoise_steps` with batches of one).
@@ -356,7 +338,7 @@ class OmostFluxPipeline:
         strength: float,
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
-        progress: _Progress,
+        progress: StepProgress,
         kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         sigmas = flow_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
@@ -375,8 +357,7 @@ class OmostFluxPipeline:
     ) -> torch.Tensor | None:
         """The packed clean latents a pass keeps: the init image's, or the edit base's."""
         if start.image is not None:
-            image = start.image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-            return self.encode_pixels(uint8_to_pixels(np.asarray(image)))
+            return self.encode_pixels(resized_pixels([start.image], width, height))
         stored = start.latents.get(name)
         if stored is None:
             return None
@@ -404,11 +385,19 @@ class OmostFluxPipeline:
         if base is None:
             return None
         noise = self._noise([keep], height, width)
-        cells = start.repaint.latent_mask(width, height, self.vae_scale_factor)
         channels = self.transformer.config.in_channels // (PATCH * PATCH)
-        # Packed like the latents, so the blend works token by token, feature by feature.
-        mask = torch.from_numpy(cells)[None, None].expand(1, channels, -1, -1).contiguous()
-        return base, noise, pack(mask).to(self.device)
+        mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
+        return base, noise, mask.to(self.device)
+
+    def _progress(
+        self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
+    ) -> StepProgress:
+        size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+
+        def preview(tokens: torch.Tensor) -> Image.Image:
+            return packed_preview(tokens, *size)
+
+        return StepProgress(on_step, offset, total, self.preview_every, preview)
 
     # -- the whole render ----------------------------------------------------------------------
     def render(
@@ -488,9 +477,6 @@ class OmostFluxPipeline:
         noise = self._noise(generators, height, width)
 
         # 4. denoise
-        progress = _Progress(
-            on_step, 0, total, self.preview_every, (height // scale, width // scale)
-        )
         latents = yield from self._run(
             init,
             noise,
@@ -498,7 +484,7 @@ class OmostFluxPipeline:
             strength,
             conditioning,
             guidance,
-            progress,
+            self._progress(on_step, 0, total, height, width),
             self._keep(start, BASE_PASS, keep, width, height),
         )
         passes = {BASE_PASS: latents}
@@ -507,20 +493,9 @@ class OmostFluxPipeline:
         if hires:
             images = self.decode(latents, height, width)
             width, height = hires
-            pixels = torch.cat(
-                [
-                    uint8_to_pixels(
-                        np.asarray(im.resize((width, height), Image.Resampling.LANCZOS))
-                    )
-                    for im in images
-                ]
-            )
-            init = self.encode_pixels(pixels)
+            init = self.encode_pixels(resized_pixels(images, width, height))
             latent = (height // scale, width // scale)
             conditioning = self.conditioning_at(conditioning.prompt, latent)
-            progress = _Progress(
-                on_step, params.steps, total, self.preview_every, (height // scale, width // scale)
-            )
             latents = yield from self._run(
                 init,
                 self._noise(generators, height, width),
@@ -528,7 +503,7 @@ class OmostFluxPipeline:
                 params.hires_denoise,
                 conditioning,
                 guidance,
-                progress,
+                self._progress(on_step, params.steps, total, height, width),
                 self._keep(start, HIRES_PASS, keep, width, height),
             )
             passes[HIRES_PASS] = latents
