@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 from omost_llm.answer import ANSWER_SENTENCE, changed_regions
@@ -13,12 +14,13 @@ from omost_llm.main import create_app
 from omost_llm.protocol import ChatMessage, GenerationEnd, GenerationRequest, SamplingParams
 from omost_llm.tiny import TINY_VOCAB_FILE
 from omost_schema import Canvas, parse_code
+from openai.types.chat import ChatCompletionMessageParam
 
 from .conftest import serve_app
 
 pytestmark = pytest.mark.slow
 
-USER = [{"role": "user", "content": "a dragon"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "a dragon"}]
 
 
 def tiny_settings(output: OutputMode) -> Settings:
@@ -46,7 +48,7 @@ code_only = pytest.mark.parametrize("tiny_client", [OutputMode.CODE], indirect=T
 def test_tiny_streams_a_valid_canvas(tiny_client: openai.OpenAI) -> None:
     answer = tiny_client.chat.completions.create(
         model="tiny",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         seed=0,
         max_tokens=1000,
         stream=True,
@@ -70,7 +72,7 @@ def test_tiny_code_mode_answers_with_the_model_text_itself(tiny_client: openai.O
     for seed in (1, 3):
         answer = tiny_client.chat.completions.create(
             model="tiny",
-            messages=USER,  # type: ignore[arg-type]
+            messages=USER,
             seed=seed,
             max_tokens=1000,
         )
@@ -89,7 +91,7 @@ def test_tiny_code_mode_answers_with_the_model_text_itself(tiny_client: openai.O
 def test_tiny_code_mode_edits_the_previous_canvas(tiny_client: openai.OpenAI) -> None:
     first = tiny_client.chat.completions.create(
         model="tiny",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         seed=4,
         max_tokens=1000,
     )
@@ -100,7 +102,7 @@ def test_tiny_code_mode_edits_the_previous_canvas(tiny_client: openai.OpenAI) ->
             *USER,
             {"role": "assistant", "content": first.choices[0].message.content or ""},
             {"role": "user", "content": "make the dragon red"},
-        ],  # type: ignore[arg-type]
+        ],
         seed=5,
         max_tokens=1000,
     )
@@ -118,14 +120,14 @@ def test_tiny_code_mode_edits_the_previous_canvas(tiny_client: openai.OpenAI) ->
 
 def test_tiny_too_small_max_tokens_is_a_clear_error(tiny_client: openai.OpenAI) -> None:
     with pytest.raises(openai.UnprocessableEntityError, match="max_tokens"):
-        tiny_client.chat.completions.create(model="tiny", messages=USER, seed=1, max_tokens=8)  # type: ignore[arg-type]
+        tiny_client.chat.completions.create(model="tiny", messages=USER, seed=1, max_tokens=8)
 
 
 def test_tiny_same_seed_same_canvas(tiny_client: openai.OpenAI) -> None:
     def once() -> object:
         answer = tiny_client.chat.completions.create(
             model="tiny",
-            messages=USER,  # type: ignore[arg-type]
+            messages=USER,
             seed=2,
             max_tokens=1000,
         )
@@ -140,7 +142,7 @@ def test_tiny_takes_every_seed_the_api_accepts(tiny_client: openai.OpenAI, seed:
     # The API's bounds are the signed 64-bit range; torch's generator takes all of it.
     answer = tiny_client.chat.completions.create(
         model="tiny",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
         seed=seed,
         max_tokens=1000,
     )
@@ -164,3 +166,50 @@ async def test_tiny_counts_prompts_as_it_generates_them(anyio_backend: str) -> N
         assert counted == end.prompt_tokens
     finally:
         await backend.close()
+
+
+def test_tiny_greedy_canvases_are_the_same_with_and_without_drafts() -> None:
+    # The service's defaults (jump-forward on, prompt lookup on edit turns) against both off,
+    # for a first canvas and an edit turn sent as a chat history: every draft is verified.
+    settings = tiny_settings(OutputMode.JSON)
+    answers: list[list[str]] = []
+    for drafts in (True, False):
+        configured = settings.model_copy(
+            update={"jump_forward": drafts, "prompt_lookup_tokens": 8 if drafts else 0}
+        )
+        with (
+            serve_app(create_app(configured)) as url,
+            openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client,
+        ):
+
+            def ask(
+                messages: list[ChatCompletionMessageParam], client: openai.OpenAI = client
+            ) -> str:
+                answer = client.chat.completions.create(
+                    model="tiny",
+                    messages=messages,
+                    temperature=0.0,
+                    max_tokens=1000,
+                )
+                return answer.choices[0].message.content or ""
+
+            first = ask(USER)
+            edit = ask(
+                [
+                    *USER,
+                    {"role": "assistant", "content": first},
+                    {"role": "user", "content": "make the dragon red"},
+                ]
+            )
+            answers.append([first, edit])
+            metrics = httpx.get(f"{url}/metrics").text
+        # Drafts were made and verified with them on, none with them off.
+        forced = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("omost_llm_forced_tokens_total ")
+        )
+        assert (forced > 0) == drafts
+    assert answers[0] == answers[1]
+    for answer in answers[0]:
+        Canvas.from_code(answer, strict=True)
