@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from omost_renderer.pipelines.packed_latents import unpack
-from omost_renderer.pipelines.packed_start import packed_repaint_mask, resized_pixels
-from omost_renderer.pipelines.render_start import RepaintArea
+from omost_renderer.pipelines.packed_latents import check_packed_size, token_grid, unpack
+from omost_renderer.pipelines.packed_start import (
+    KeptPart,
+    edit_base_tokens,
+    packed_repaint_mask,
+    pass_start,
+    resized_pixels,
+)
+from omost_renderer.pipelines.render_start import BASE_PASS, HIRES_PASS, RenderStart, RepaintArea
 from PIL import Image
 
 
@@ -31,3 +38,36 @@ def test_resized_pixels_are_vae_input_at_the_new_size() -> None:
     assert pixels.dtype == torch.float32
     assert torch.allclose(pixels[0, :, 5, 5], torch.tensor([1.0, -1.0, -1.0]))
     torch.testing.assert_close(pixels[1], torch.full((3, 32, 48), 128 / 127.5 - 1))
+
+
+def test_the_token_grid_and_the_size_check_count_16_pixel_cells() -> None:
+    assert token_grid(64, 96, 8) == (4, 6)
+    check_packed_size(96, 64, 8)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        check_packed_size(96, 72, 8)
+
+
+def test_edit_base_tokens_are_the_stored_pass_checked_against_the_grid() -> None:
+    stored = np.arange(4 * 12, dtype=np.float32).reshape(4, 12)
+    start = RenderStart(latents={BASE_PASS: stored})
+    tokens = edit_base_tokens(start, BASE_PASS, 4, 12, torch.device("cpu"))
+    assert tokens is not None
+    assert torch.equal(tokens, torch.from_numpy(stored)[None])
+    assert edit_base_tokens(start, HIRES_PASS, 4, 12, torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="this pass needs"):
+        edit_base_tokens(start, BASE_PASS, 9, 12, torch.device("cpu"))
+
+
+def test_a_pass_starts_by_interpolation_and_an_edit_keeps_its_base_outside() -> None:
+    init, noise = torch.zeros(1, 4, 2), torch.ones(1, 4, 2)
+    sigma = torch.tensor(0.25)
+    latents, blend = pass_start(init, noise, sigma, 3, None)
+    assert blend is None
+    assert torch.equal(latents, torch.full((1, 4, 2), 0.25))
+    mask = torch.tensor([1.0, 1.0, 0.0, 0.0])[None, :, None].expand(1, 4, 2)
+    kept = KeptPart(base=torch.full((1, 4, 2), 2.0), noise=torch.zeros(1, 4, 2), mask=mask)
+    latents, blend = pass_start(init, noise, sigma, 3, kept)
+    assert blend is not None
+    # Repainted tokens start from the interpolation, kept ones from the base re-noised.
+    assert torch.equal(latents[0, :2], torch.full((2, 2), 0.25))
+    assert torch.equal(latents[0, 2:], torch.full((2, 2), 1.5))

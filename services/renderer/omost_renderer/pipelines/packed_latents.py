@@ -56,6 +56,25 @@ def unpack(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return x.reshape(b, c, height, width)
 
 
+def token_grid(height: int, width: int, scale_factor: int) -> tuple[int, int]:
+    """Token rows and columns of a ``height`` x ``width`` image (VAE ``scale_factor``, 2x2)."""
+    cell = scale_factor * PATCH
+    return height // cell, width // cell
+
+
+def check_packed_size(width: int, height: int, scale_factor: int) -> None:
+    """Refuse an image size the packed latent cannot hold.
+
+    Raises:
+        ValueError: When width or height is not a multiple of ``scale_factor * PATCH`` (16 for
+            a VAE of 8x and 2x2 patches).
+    """
+    multiple = scale_factor * PATCH
+    for side in (width, height):
+        if side % multiple:
+            raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+
+
 def image_ids(rows: int, cols: int) -> torch.Tensor:
     """FLUX's image-token positions: float (rows * cols, 3) of ``(0, row, col)``."""
     ids = torch.zeros(rows, cols, 3)

@@ -1,21 +1,26 @@
-"""Pixels and masks the packed-token (MM-DiT) families share: resized starts, packed repaint masks.
+"""How a pass of the packed-token (MM-DiT) families starts: resized pixels, kept parts, the blend.
 
 FLUX.1 and FLUX.2 both see latents as 2x2-packed tokens (``packed_latents.pack``), so an edit's
 repaint mask is packed the same way as the latents (feature by feature, so the inpainting blend
-works token by token), and both take the hires pass's and an init image's start from LANCZOS-resized
-pixels. Both pipelines use this module.
+works token by token), both take the hires pass's and an init image's start from LANCZOS-resized
+pixels, both check an edit's stored base tokens against the pass's grid, and both start a pass by
+flow-matching interpolation with the inpainting blend on top (:func:`pass_start`). Both pipelines
+use this module; they differ only in how pixels become tokens and how noise is drawn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from omost_renderer.pipelines.flow_match import noised_start
+from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.packed_latents import pack
-from omost_renderer.pipelines.render_start import RepaintArea
+from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
 from omost_renderer.pipelines.vae_codec import uint8_to_pixels
 
 
@@ -52,3 +57,74 @@ def packed_repaint_mask(
     cells = repaint.latent_mask(width, height, scale_factor)
     mask = torch.from_numpy(cells)[None, None].expand(1, channels, -1, -1).contiguous()
     return pack(mask)
+
+
+@dataclass(frozen=True)
+class KeptPart:
+    """What one pass of an edit keeps outside its repaint area.
+
+    Attributes:
+        base: float32 (1, N, F) the clean tokens kept (the edit base's, or the init image's).
+        noise: float32 (1, N, F) the noise that re-noises them (the base render's seed).
+        mask: float32 (1, N, F) the packed repaint mask (1 repaints, 0 keeps).
+    """
+
+    base: torch.Tensor
+    noise: torch.Tensor
+    mask: torch.Tensor
+
+
+def edit_base_tokens(
+    start: RenderStart, name: str, tokens: int, features: int, device: torch.device
+) -> torch.Tensor | None:
+    """The edit base's stored tokens of pass ``name``, checked against this pass's grid.
+
+    Args:
+        start: The render's start.
+        name: The pass (``render_start.BASE_PASS`` or ``HIRES_PASS``).
+        tokens: Image tokens of this pass (rows x cols).
+        features: Features per token (the transformer's ``in_channels``).
+        device: Where the tokens go.
+
+    Returns:
+        float32 (1, tokens, features) on ``device``, or ``None`` when the base has no such pass.
+
+    Raises:
+        ValueError: When the stored tokens are of another size (another canvas size or model).
+    """
+    stored = start.latents.get(name)
+    if stored is None:
+        return None
+    base = torch.from_numpy(stored).float()[None].to(device)
+    expected = (1, tokens, features)
+    if tuple(base.shape) != expected:
+        raise ValueError(f"the edit's base latents are {stored.shape}, this pass needs {expected}")
+    return base
+
+
+def pass_start(
+    init: torch.Tensor | None,
+    noise: torch.Tensor,
+    sigma: torch.Tensor,
+    steps: int,
+    kept: KeptPart | None,
+) -> tuple[torch.Tensor, InpaintBlend | None]:
+    """A flow-matching pass's starting tokens and, for an edit, its inpainting blend.
+
+    Args:
+        init: The clean start (a sketch, the hires pass's upscale, an init image), or ``None``
+            for pure noise.
+        noise: float32 (k, N, F) noise.
+        sigma: The pass's first noise level, on the tokens' device.
+        steps: Steps of the pass (the blend feathers the last few).
+        kept: What the pass keeps outside the repaint area, or ``None``.
+
+    Returns:
+        The starting tokens at ``sigma``, float32, and the blend (``None`` without ``kept``).
+    """
+    latents = noised_start(init, noise, sigma)
+    if kept is None:
+        return latents, None
+    blend = InpaintBlend(base=kept.base, noise=kept.noise, mask=kept.mask, steps=steps,
+                         renoise=renoise_flow_match)  # fmt: skip
+    return blend.start(latents, sigma), blend

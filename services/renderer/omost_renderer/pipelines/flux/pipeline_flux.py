@@ -32,7 +32,6 @@ from omost_renderer.pipelines.family_params import FamilyParams, check_family_pa
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
     flow_sigmas,
-    noised_start,
 )
 from omost_renderer.pipelines.flux.attention_processor import install_regional_processors
 from omost_renderer.pipelines.flux.encoding import (
@@ -43,10 +42,24 @@ from omost_renderer.pipelines.flux.encoding import (
 )
 from omost_renderer.pipelines.flux.step_inputs import FluxPassText
 from omost_renderer.pipelines.flux.transformer_steps import TransformerSteps
-from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
+from omost_renderer.pipelines.inpaint_blend import InpaintBlend
 from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
-from omost_renderer.pipelines.packed_latents import PATCH, image_ids, pack, packed_preview, unpack
-from omost_renderer.pipelines.packed_start import packed_repaint_mask, resized_pixels
+from omost_renderer.pipelines.packed_latents import (
+    PATCH,
+    check_packed_size,
+    image_ids,
+    pack,
+    packed_preview,
+    token_grid,
+    unpack,
+)
+from omost_renderer.pipelines.packed_start import (
+    KeptPart,
+    edit_base_tokens,
+    packed_repaint_mask,
+    pass_start,
+    resized_pixels,
+)
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
@@ -190,10 +203,7 @@ class OmostFluxPipeline:
             UnsupportedParamError: For a parameter this model does not take (``cfg`` without
                 distilled guidance, ``negative_prompt``), when it is not at its default.
         """
-        multiple = self.vae_scale_factor * PATCH
-        for side in (params.width, params.height):
-            if side % multiple:
-                raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+        check_packed_size(params.width, params.height, self.vae_scale_factor)
         check_family_params(self.family_params, params)
 
     # -- 2. conditioning ---------------------------------------------------------------------
@@ -339,16 +349,10 @@ class OmostFluxPipeline:
         conditioning: _Conditioning,
         guidance: torch.Tensor | None,
         progress: StepProgress,
-        kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        kept: KeptPart | None = None,
     ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         sigmas = flow_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
-        latents = noised_start(start, noise, sigmas[0].to(self.device))
-        blend = None
-        if kept is not None:
-            base, keep_noise, mask = kept
-            blend = InpaintBlend(base=base, noise=keep_noise, mask=mask, steps=steps,
-                                 renoise=renoise_flow_match)  # fmt: skip
-            latents = blend.start(latents, sigmas[0].to(self.device))
+        latents, blend = pass_start(start, noise, sigmas[0].to(self.device), steps, kept)
         return (yield from self.denoise_steps(latents, sigmas, conditioning, guidance, progress,
                                               blend))  # fmt: skip
 
@@ -358,17 +362,9 @@ class OmostFluxPipeline:
         """The packed clean latents a pass keeps: the init image's, or the edit base's."""
         if start.image is not None:
             return self.encode_pixels(resized_pixels([start.image], width, height))
-        stored = start.latents.get(name)
-        if stored is None:
-            return None
-        tokens = torch.from_numpy(stored).float()[None].to(self.device)
-        cell = self.vae_scale_factor * PATCH
-        expected = (1, (height // cell) * (width // cell), self.transformer.config.in_channels)
-        if tuple(tokens.shape) != expected:
-            raise ValueError(
-                f"the edit's base latents are {stored.shape}, this pass needs {expected}"
-            )
-        return tokens
+        rows, cols = token_grid(height, width, self.vae_scale_factor)
+        features = self.transformer.config.in_channels
+        return edit_base_tokens(start, name, rows * cols, features, self.device)
 
     def _keep(
         self,
@@ -377,17 +373,16 @@ class OmostFluxPipeline:
         keep: torch.Generator | None,
         width: int,
         height: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    ) -> KeptPart | None:
         """What one pass keeps outside the repaint area: packed base, its noise and the mask."""
         if start is None or start.repaint is None or keep is None:
             return None
         base = self._kept_tokens(start, name, width, height)
         if base is None:
             return None
-        noise = self._noise([keep], height, width)
         channels = self.transformer.config.in_channels // (PATCH * PATCH)
         mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
-        return base, noise, mask.to(self.device)
+        return KeptPart(base, self._noise([keep], height, width), mask.to(self.device))
 
     def _progress(
         self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int

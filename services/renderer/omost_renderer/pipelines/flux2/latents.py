@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from omost_renderer.pipelines.packed_latents import PATCH, pack, packed_preview, unpack
+from omost_renderer.pipelines.packed_latents import pack, packed_preview, unpack
 
 
 @dataclass(frozen=True)
@@ -122,12 +122,6 @@ def noise_tokens(
     noise = [torch.randn((1, features, rows, cols), generator=g) for g in generators]
     # (k, 4C, rows, cols) -> (k, rows * cols, 4C): diffusers' ``_pack_latents``.
     return torch.cat(noise).flatten(2).transpose(1, 2)
-
-
-def token_grid(height: int, width: int, scale_factor: int) -> tuple[int, int]:
-    """Token rows and columns of a ``height`` x ``width`` image (VAE ``scale_factor``, 2x2)."""
-    cell = scale_factor * PATCH
-    return height // cell, width // cell
 
 
 def image_positions(rows: int, cols: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ from omost_schema.occlusion import region_conditions
 from PIL import Image
 
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
-from omost_renderer.pipelines.flow_match import EulerSteps, euler_steps, noised_start
+from omost_renderer.pipelines.flow_match import EulerSteps, euler_steps
 from omost_renderer.pipelines.flux.attention_processor import RegionalMask
 from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
@@ -52,13 +52,17 @@ from omost_renderer.pipelines.flux2.latents import (
     UnitScaleVae,
     image_positions,
     noise_tokens,
-    token_grid,
 )
 from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
-from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
 from omost_renderer.pipelines.joint_mask import joint_bias
-from omost_renderer.pipelines.packed_latents import PATCH
-from omost_renderer.pipelines.packed_start import packed_repaint_mask, resized_pixels
+from omost_renderer.pipelines.packed_latents import PATCH, check_packed_size, token_grid
+from omost_renderer.pipelines.packed_start import (
+    KeptPart,
+    edit_base_tokens,
+    packed_repaint_mask,
+    pass_start,
+    resized_pixels,
+)
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
@@ -206,10 +210,7 @@ class OmostFlux2Pipeline:
             ValueError: When width or height is not a multiple of 16 (VAE 8x, 2x2 patches).
             UnsupportedParamError: ``cfg`` or ``negative_prompt`` set for a distilled model.
         """
-        multiple = self.vae_scale_factor * PATCH
-        for side in (params.width, params.height):
-            if side % multiple:
-                raise ValueError(f"width and height must be multiples of {multiple}, got {side}")
+        check_packed_size(params.width, params.height, self.vae_scale_factor)
         check_family_params(self.family_params, params)
 
     # -- 2. conditioning ---------------------------------------------------------------------
@@ -387,19 +388,12 @@ class OmostFlux2Pipeline:
         strength: float,
         conditioning: _Conditioning,
         progress: StepProgress,
-        kept: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        kept: KeptPart | None = None,
     ) -> PassSteps:
         """One pass from ``start`` (or noise) as a generator of model calls; its final tokens."""
         sigmas = flux2_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
         sigmas = sigmas.to(self.device)
-        latents = noised_start(start, noise, sigmas[0])
-        blend = None
-        if kept is not None:
-            base, keep_noise, mask = kept
-            blend = InpaintBlend(base=base, noise=keep_noise, mask=mask, steps=steps,
-                                 renoise=renoise_flow_match)  # fmt: skip
-            latents = blend.start(latents, sigmas[0])
-
+        latents, blend = pass_start(start, noise, sigmas[0], steps, kept)
         steps_of_pass = euler_steps(latents, sigmas.tolist(), progress, blend)
         return (yield from self._model_calls(steps_of_pass, conditioning))
 
@@ -420,17 +414,9 @@ class OmostFlux2Pipeline:
         """The clean tokens a pass keeps: the init image's, or the edit base's."""
         if start.image is not None:
             return self.encode_pixels(resized_pixels([start.image], width, height))
-        stored = start.latents.get(name)
-        if stored is None:
-            return None
-        tokens = torch.from_numpy(stored).float()[None].to(self.device)
         rows, cols = token_grid(height, width, self.vae_scale_factor)
-        expected = (1, rows * cols, self.transformer.config.in_channels)
-        if tuple(tokens.shape) != expected:
-            raise ValueError(
-                f"the edit's base latents are {stored.shape}, this pass needs {expected}"
-            )
-        return tokens
+        features = self.transformer.config.in_channels
+        return edit_base_tokens(start, name, rows * cols, features, self.device)
 
     def _keep(
         self,
@@ -439,17 +425,16 @@ class OmostFlux2Pipeline:
         keep: torch.Generator | None,
         width: int,
         height: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    ) -> KeptPart | None:
         """What one pass keeps outside the repaint area: base tokens, their noise and the mask."""
         if start is None or start.repaint is None or keep is None:
             return None
         base = self._kept_tokens(start, name, width, height)
         if base is None:
             return None
-        noise = self._noise([keep], height, width)
         channels = self.transformer.config.in_channels // (PATCH * PATCH)
         mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
-        return base, noise, mask.to(self.device)
+        return KeptPart(base, self._noise([keep], height, width), mask.to(self.device))
 
     def _progress(
         self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
