@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from omost_renderer.pipelines.preview import latent_preview
+from omost_renderer.pipelines.render_plan import hires_pass_size
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl import unet_steps
 from omost_renderer.pipelines.sdxl.attention_processor import RegionalAttnProcessor
-from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline, hires_pass_size
+from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.sdxl.sampling import (
     SamplerCallback,
     SamplerSteps,

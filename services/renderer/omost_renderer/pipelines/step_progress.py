@@ -1,9 +1,11 @@
-"""Per-step progress of a denoising pass with occasional previews, for the packed-token families.
+"""Per-step progress of a denoising pass with occasional previews, for every family.
 
 A render may run two passes (base and hires); each reports its steps on the render's own count
 (``offset`` + the step within the pass, out of ``total``), with a preview image every
-``preview_every`` steps and at the last. The family supplies the preview of one image's latents
-(FLUX.1: ``packed_latents.packed_preview``; FLUX.2: de-normalised first, ``LatentStats``).
+``preview_every`` steps and at the last. The preview is of the step's denoised estimate (x0), not
+the noisy latent, so early previews already show the composition. The family supplies the preview
+of one image's latents (SDXL: ``preview.latent_preview``; FLUX.1: ``packed_latents.packed_preview``;
+FLUX.2: de-normalised first, ``LatentStats``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from PIL import Image
 
 from omost_renderer.pipelines.rendering import StepCallback
 
-#: A picture of one image's latents, (N, F) packed tokens (any dtype, any device).
+#: A picture of one image's latents: (C, h, w) (SDXL) or (N, F) packed tokens; any dtype, device.
 Preview = Callable[[torch.Tensor], Image.Image]
 
 

@@ -63,6 +63,7 @@ from omost_renderer.pipelines.packed_start import (
     pass_start,
     resized_pixels,
 )
+from omost_renderer.pipelines.render_plan import render_plan
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
@@ -70,7 +71,6 @@ from omost_renderer.pipelines.render_start import (
     finished_renders,
 )
 from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
-from omost_renderer.pipelines.sdxl.pipeline_sdxl import hires_pass_size
 from omost_renderer.pipelines.sketch_start import sketch_start_pixels
 from omost_renderer.pipelines.step_batch import DenoiseCall, RenderSteps, render_alone
 from omost_renderer.pipelines.step_progress import StepProgress
@@ -471,10 +471,7 @@ class OmostFlux2Pipeline:
         """
         # 1. inputs
         self.check_inputs(params)
-        hires = hires_pass_size(params.width, params.height, params.hires_scale)
-        total = params.steps + (params.hires_steps if hires else 0)
-        seeds = [params.seed + i for i in range(params.num_images)]
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        plan = render_plan(params, start)
         height, width = params.height, params.width
 
         # 2. text and mask
@@ -484,34 +481,30 @@ class OmostFlux2Pipeline:
 
         # 3. starting latents
         init = None
-        image_start = start is not None and start.image is not None
-        strength = start.strength if start and image_start else params.sketch_strength or 1.0
-        # The kept part's noise is the base render's own (its seed), drawn in the same order.
-        keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
-        if start is not None and image_start:
+        if start is not None and plan.image_start:
             init = self._kept_tokens(start, BASE_PASS, width, height)
         elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
             sketch = canvas.process().initial_image
             init = self.encode_pixels(sketch_start_pixels(sketch, height, width))
-        noise = self._noise(generators, height, width)
+        noise = self._noise(plan.generators, height, width)
 
         # 4. denoise
         latents = yield from self._run(
             init,
             noise,
             params.steps,
-            strength,
+            plan.strength,
             conditioning,
-            self._progress(on_step, 0, total, height, width),
-            self._keep(start, BASE_PASS, keep, width, height),
+            self._progress(on_step, 0, plan.total, height, width),
+            self._keep(start, BASE_PASS, plan.keep, width, height),
         )
         passes = {BASE_PASS: latents}
 
         # 5. hires fix
-        if hires:
+        if plan.hires:
             images = self.decode(latents, height, width)
-            width, height = hires
+            width, height = plan.hires
             init = self.encode_pixels(resized_pixels(images, width, height))
             conditioning = self.conditioning_at(
                 conditioning.prompt,
@@ -521,19 +514,19 @@ class OmostFlux2Pipeline:
             )
             latents = yield from self._run(
                 init,
-                self._noise(generators, height, width),
+                self._noise(plan.generators, height, width),
                 params.hires_steps,
                 params.hires_denoise,
                 conditioning,
-                self._progress(on_step, params.steps, total, height, width),
-                self._keep(start, HIRES_PASS, keep, width, height),
+                self._progress(on_step, params.steps, plan.total, height, width),
+                self._keep(start, HIRES_PASS, plan.keep, width, height),
             )
             passes[HIRES_PASS] = latents
 
         # 6. decode
         meta = self._metadata(params, width, height, conditioning)
         images = self.decode(latents, height, width)
-        return finished_renders(images, seeds, passes, meta, start, self.vae_scale_factor)
+        return finished_renders(images, plan.seeds, passes, meta, start, self.vae_scale_factor)
 
     def render(
         self,

@@ -21,7 +21,6 @@ masked-inpainting blend (``pipelines.inpaint_blend``) keeps the base outside it.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,13 +31,14 @@ from PIL import Image
 
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend
 from omost_renderer.pipelines.preview import latent_preview
+from omost_renderer.pipelines.render_plan import render_plan
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
     HIRES_PASS,
     RenderStart,
     finished_renders,
 )
-from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback, hires_size
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams, StepCallback
 from omost_renderer.pipelines.sdxl.encoding import (
     EncodedPrompt,
     TextEncoders,
@@ -58,6 +58,7 @@ from omost_renderer.pipelines.step_batch import (
     in_inference_mode,
     render_alone,
 )
+from omost_renderer.pipelines.step_progress import StepProgress
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import (
     TILE_ABOVE_LATENT_SIDE,
@@ -67,47 +68,6 @@ from omost_renderer.pipelines.vae_codec import (
 )
 
 SAMPLER_NAME = "DPM++ 2M Karras"
-#: The hires fix runs only above this scale (Omost's ``1.0 + eps`` with ``eps = 0.05``).
-HIRES_MIN_SCALE = 1.0 + 0.05
-
-
-def hires_pass_size(width: int, height: int, scale: float) -> tuple[int, int] | None:
-    """Size of Omost's hires pass, or ``None`` when the hires fix does not run.
-
-    Each side is ``round(side * scale / 64) * 64`` with Python's ``round`` (halves to even):
-    896x1152 at 1.25x gives 1152x1408.
-
-    Args:
-        width: Base width in pixels.
-        height: Base height in pixels.
-        scale: ``hires_scale``.
-
-    Returns:
-        ``(width, height)`` of the hires pass, or ``None`` for ``scale <= 1.05``.
-    """
-    if not scale > HIRES_MIN_SCALE:
-        return None
-    # The size rule is the one the request budget counts with.
-    return hires_size(width, height, scale)
-
-
-@dataclass(frozen=True)
-class _Progress:
-    """Maps sampler steps of one phase onto the render's overall step count."""
-
-    on_step: StepCallback | None
-    offset: int
-    total: int
-    preview_every: int
-
-    def __call__(self, index: int, latents: torch.Tensor, denoised: torch.Tensor) -> None:
-        if self.on_step is None:
-            return
-        step = self.offset + index + 1
-        show = step % self.preview_every == 0 or step == self.total
-        # The step's denoised estimate (x0), not the noisy latent: early previews already show
-        # the composition instead of noise.
-        self.on_step(step, self.total, latent_preview(denoised[0]) if show else None)
 
 
 class OmostSDXLPipeline:
@@ -213,7 +173,7 @@ class OmostSDXLPipeline:
         positive: EncodedPrompt,
         cfg: float,
         pixel_size: tuple[int, int],
-        progress: _Progress | None = None,
+        progress: StepProgress | None = None,
         blend: SamplerBlend | None = None,
     ) -> Generator[DenoiseCall, torch.Tensor, torch.Tensor]:
         """One sampling pass as a generator of UNet calls (``UNetSteps.pass_steps``).
@@ -242,7 +202,7 @@ class OmostSDXLPipeline:
         positive: EncodedPrompt,
         cfg: float,
         pixel_size: tuple[int, int],
-        progress: _Progress | None = None,
+        progress: StepProgress | None = None,
         blend: SamplerBlend | None = None,
     ) -> torch.Tensor:
         """Run one sampling pass alone (:meth:`denoise_steps` with batches of one).
@@ -319,10 +279,7 @@ class OmostSDXLPipeline:
     ) -> RenderSteps:
         # 1. inputs
         self.check_inputs(params)
-        hires = hires_pass_size(params.width, params.height, params.hires_scale)
-        total = params.steps + (params.hires_steps if hires else 0)
-        seeds = [params.seed + i for i in range(params.num_images)]
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        plan = render_plan(params, start)
 
         # 2. text (region encodings come from the text cache when seen before)
         processed = canvas.process()
@@ -335,43 +292,40 @@ class OmostSDXLPipeline:
 
         # 3. starting latents
         height, width = params.height, params.width
-        image_start = start is not None and start.image is not None
-        strength = start.strength if start and image_start else params.sketch_strength or 1.0
-        sigmas = omost_sigmas(params.steps, strength)
-        latents = self._noise(generators, height, width) * sigmas[0].float()
-        # The kept part's noise is the base render's own (its seed), drawn in the same order.
-        keep = torch.Generator("cpu").manual_seed(start.keep_seed) if start else None
+        sigmas = omost_sigmas(params.steps, plan.strength)
+        latents = self._noise(plan.generators, height, width) * sigmas[0].float()
         kept = self._kept_latents(start, BASE_PASS, width, height)
-        if image_start and kept is not None:
+        if plan.image_start and kept is not None:
             latents = latents + kept  # img2img of the user's image
         elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
             sketch = sketch_start_pixels(processed.initial_image, height, width)
             latents = latents + self.codec.encode(sketch).float().to(self.device)
-        blend = self._blend(start, kept, keep, params.steps, width, height)
+        blend = self._blend(start, kept, plan.keep, params.steps, width, height)
         if blend is not None:
             latents = blend.start(latents, float(sigmas[0]))
 
         # 4. denoise
-        progress = _Progress(on_step, 0, total, self.preview_every)
+        progress = StepProgress(on_step, 0, plan.total, self.preview_every, latent_preview)
         latents = yield from self.denoise_steps(latents, sigmas, negative, positive, params.cfg,
                                                 (height, width), progress, blend)  # fmt: skip
         passes = {BASE_PASS: latents}
 
         # 5. hires fix
-        if hires:
-            width, height = hires
+        if plan.hires:
+            width, height = plan.hires
             upscaled = [
                 im.resize((width, height), Image.Resampling.LANCZOS) for im in self.decode(latents)
             ]
             sigmas = omost_sigmas(params.hires_steps, params.hires_denoise)
-            noise = self._noise(generators, height, width)
+            noise = self._noise(plan.generators, height, width)
             latents = self.encode_image(upscaled) + noise * sigmas[0].float()
             kept = self._kept_latents(start, HIRES_PASS, width, height)
-            blend = self._blend(start, kept, keep, params.hires_steps, width, height)
+            blend = self._blend(start, kept, plan.keep, params.hires_steps, width, height)
             if blend is not None:
                 latents = blend.start(latents, float(sigmas[0]))
-            progress = _Progress(on_step, params.steps, total, self.preview_every)
+            progress = StepProgress(on_step, params.steps, plan.total, self.preview_every,
+                                    latent_preview)  # fmt: skip
             latents = yield from self.denoise_steps(latents, sigmas, negative, positive,
                                                     params.cfg, (height, width), progress,
                                                     blend)  # fmt: skip
@@ -380,7 +334,7 @@ class OmostSDXLPipeline:
         # 6. decode
         images = self.decode(latents)
         meta = self._metadata(params, width, height)
-        return finished_renders(images, seeds, passes, meta, start, self.vae_scale_factor)
+        return finished_renders(images, plan.seeds, passes, meta, start, self.vae_scale_factor)
 
     def _kept_latents(
         self, start: RenderStart | None, name: str, width: int, height: int
