@@ -19,7 +19,7 @@ def test_shift_mu_is_diffusers_calculate_shift() -> None:
 
 
 def test_sigmas_are_diffusers_flux_schedule() -> None:
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX_DEV_SCHEDULER)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX_DEV_SCHEDULER)  # type: ignore[no-untyped-call]
     scheduler.set_timesteps(sigmas=[1.0 - i / 4 for i in range(4)], mu=calculate_shift(1024))
     assert torch.equal(flow_sigmas(4, 1.0, 1024, FLUX_DEV_SCHEDULER), scheduler.sigmas.float())
 
@@ -44,3 +44,19 @@ def test_euler_follows_a_straight_flow_to_its_target() -> None:
     out = sample_euler(velocity, noised_start(None, noise, sigmas[0]), sigmas, lambda i, x, d: None)
     assert torch.allclose(out, target, atol=1e-6)
     assert seen == [0, 1, 2]
+
+
+def test_flux2_sigmas_are_diffusers_klein_schedule() -> None:
+    # FLUX.2 shares the schedule and passes its empirical shift, which depends on the levels.
+    from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+    from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
+
+    for tokens, steps in ((1024, 4), (5000, 8)):
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(FLUX2_SCHEDULER)  # type: ignore[no-untyped-call]
+        levels = torch.linspace(1.0, 1 / steps, steps).tolist()
+        scheduler.set_timesteps(sigmas=levels, mu=compute_empirical_mu(tokens, steps))
+        ours = flux2_sigmas(steps, 1.0, tokens, FLUX2_SCHEDULER)
+        assert torch.allclose(ours, scheduler.sigmas.float(), atol=1e-6)
+    # img2img: the last steps of a longer schedule, shifted for its own length.
+    assert torch.equal(flux2_sigmas(4, 0.5, 256, FLUX2_SCHEDULER),
+                       flux2_sigmas(8, 1.0, 256, FLUX2_SCHEDULER)[4:])  # fmt: skip

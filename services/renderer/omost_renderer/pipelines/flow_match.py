@@ -33,6 +33,8 @@ from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE
 Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 #: Called after step ``i`` (0-based) with the new latent and the step's x0 estimate.
 FlowCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+#: ``shift(image_tokens, levels) -> mu``: a schedule's dynamic shift (``levels``: its length).
+Shift = Callable[[int, int], float]
 #: ``blend(i, x, sigma_next) -> x``: rewrites the latents after step ``i`` (``sigma_next`` a float).
 FlowBlend = Callable[[int, torch.Tensor, float], torch.Tensor]
 
@@ -67,7 +69,11 @@ def shift_mu(image_tokens: int, config: Any) -> float:
 
 
 def flow_sigmas(
-    steps: int, strength: float, image_tokens: int, scheduler_config: dict[str, Any]
+    steps: int,
+    strength: float,
+    image_tokens: int,
+    scheduler_config: dict[str, Any],
+    shift: Shift | None = None,
 ) -> torch.Tensor:
     """The noise levels of one sampling run, from diffusers' scheduler.
 
@@ -76,6 +82,8 @@ def flow_sigmas(
         strength: 1.0 from pure noise; below, the last ``steps`` of ``int(steps / strength)``.
         image_tokens: Packed image tokens (for dynamic shifting).
         scheduler_config: A ``FlowMatchEulerDiscreteScheduler`` config.
+        shift: ``mu`` for dynamic shifting; FLUX.1's linear :func:`shift_mu` by default
+            (FLUX.2 passes its empirical shift, which also depends on the levels).
 
     Returns:
         float32 (steps + 1,) descending noise levels ending with 0.
@@ -85,7 +93,10 @@ def flow_sigmas(
     total = max(total, steps)
     options: dict[str, Any] = {}
     if scheduler.config.get("use_dynamic_shifting", False):
-        options["mu"] = shift_mu(image_tokens, scheduler.config)
+        if shift is None:
+            options["mu"] = shift_mu(image_tokens, scheduler.config)
+        else:
+            options["mu"] = shift(image_tokens, total)
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / total, total).tolist(), **options)
     sigmas: torch.Tensor = scheduler.sigmas.float()
     return sigmas[total - steps :]

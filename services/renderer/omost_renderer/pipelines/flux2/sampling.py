@@ -1,4 +1,4 @@
-"""FLUX.2's flow-matching schedule (the Euler loop is ``flow_match.euler_steps``).
+"""FLUX.2's flow-matching shift (schedule: ``flow_match.flow_sigmas``; loop: ``euler_steps``).
 
 FLUX.2 uses diffusers' ``FlowMatchEulerDiscreteScheduler`` like FLUX.1, with sigmas
 ``linspace(1, 1/n, n)`` shifted by an empirical ``mu`` that depends on the image's token count
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler
 
-from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE
+from omost_renderer.pipelines.flow_match import flow_sigmas
 
 #: FLUX.2 klein's scheduler config (diffusers layout): dynamic, exponential time shift.
 FLUX2_SCHEDULER: dict[str, Any] = {
@@ -64,12 +62,4 @@ def flux2_sigmas(
     Returns:
         float32 (steps + 1,) descending noise levels ending with 0.
     """
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)  # type: ignore[no-untyped-call]
-    total = steps if strength >= 1.0 else min(int(steps / strength), MAX_SCHEDULE)
-    total = max(total, steps)
-    options: dict[str, Any] = {}
-    if scheduler.config.get("use_dynamic_shifting", False):
-        options["mu"] = empirical_mu(image_tokens, total)
-    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / total, total).tolist(), **options)
-    sigmas: torch.Tensor = scheduler.sigmas.float()
-    return sigmas[total - steps :]
+    return flow_sigmas(steps, strength, image_tokens, scheduler_config, shift=empirical_mu)
