@@ -126,6 +126,13 @@ def _load_single_file(path: Path, dtype: torch.dtype, config: str | None) -> dic
     }
 
 
+def _components_vae_dtype(components: dict[str, Any], dtype: torch.dtype) -> torch.dtype:
+    """The VAE dtype of loaded FLUX.1 or FLUX.2 components (:func:`vae_dtype` of their VAE)."""
+    return vae_dtype(
+        dtype, force_upcast=bool(getattr(components["vae"].config, "force_upcast", True))
+    )
+
+
 def _load_flux(
     model: str,
     device: str,
@@ -142,15 +149,9 @@ def _load_flux(
         components = tiny_flux_components()
     else:
         components = load_flux_components(model, dtype, single_file_config)
-    upcast = bool(getattr(components["vae"].config, "force_upcast", True))
+    vae = _components_vae_dtype(components, dtype)
     return flux_from_components(
-        components,
-        device,
-        dtype,
-        vae_dtype(dtype, force_upcast=upcast),
-        model,
-        schedule,
-        text_cache_bytes=text_cache_bytes,
+        components, device, dtype, vae, model, schedule, text_cache_bytes=text_cache_bytes
     )
 
 
@@ -170,15 +171,9 @@ def _load_flux2(
         components = tiny_flux2_components()
     else:
         components = load_flux2_components(model, dtype, single_file_config)
-    upcast = bool(getattr(components["vae"].config, "force_upcast", True))
+    vae = _components_vae_dtype(components, dtype)
     return flux2_from_components(
-        components,
-        device,
-        dtype,
-        vae_dtype(dtype, force_upcast=upcast),
-        model,
-        schedule,
-        text_cache_bytes=text_cache_bytes,
+        components, device, dtype, vae, model, schedule, text_cache_bytes=text_cache_bytes
     )
 
 

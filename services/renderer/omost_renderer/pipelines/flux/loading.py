@@ -9,11 +9,11 @@ value for dev.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from omost_renderer.pipelines.component_loading import place_components, single_file_transformer
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
@@ -69,14 +69,10 @@ def load_flux_components(
         return _components(model, dtype)
     from diffusers import FluxTransformer2DModel
 
-    if not Path(model).is_file():
-        raise FileNotFoundError(f"single-file checkpoint {model} does not exist")
-    if single_file_config is None:
-        raise ValueError("a single FLUX file needs single_file_config (its VAE and encoders)")
-    transformer = FluxTransformer2DModel.from_single_file(
-        model, config=single_file_config, subfolder="transformer", torch_dtype=dtype
+    transformer, config = single_file_transformer(
+        FluxTransformer2DModel, model, single_file_config, dtype, "FLUX", "its VAE and encoders"
     )
-    return _components(single_file_config, dtype, transformer)
+    return _components(config, dtype, transformer)
 
 
 def flux_from_components(
@@ -93,11 +89,9 @@ def flux_from_components(
 
     ``text_cache_bytes`` bounds the pipeline's cache of encoded region texts (0: none).
     """
-    components["transformer"].to(device=device, dtype=dtype).eval()
-    components["vae"].to(device=device, dtype=vae_dtype).eval()
     encoders: FluxTextEncoders = components["encoders"]
-    for module in (encoders.text_encoder, encoders.text_encoder_2):
-        module.to(device=device, dtype=dtype).eval()
+    text_encoders = (encoders.text_encoder, encoders.text_encoder_2)
+    place_components(components, text_encoders, device, dtype, vae_dtype)
     return OmostFluxPipeline(
         **components, model_name=name, schedule=schedule, text_cache_bytes=text_cache_bytes
     )

@@ -12,11 +12,11 @@ text encoder run in the requested dtype (bfloat16 is FLUX.2's own); the VAE foll
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from omost_renderer.pipelines.component_loading import place_components, single_file_transformer
 from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.encoding import Flux2TextEncoder, stacked_layers
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
@@ -83,14 +83,10 @@ def load_flux2_components(
         return _components(model, dtype)
     from diffusers import Flux2Transformer2DModel
 
-    if not Path(model).is_file():
-        raise FileNotFoundError(f"single-file checkpoint {model} does not exist")
-    if single_file_config is None:
-        raise ValueError("a single FLUX.2 file needs single_file_config (its VAE and encoder)")
-    transformer = Flux2Transformer2DModel.from_single_file(
-        model, config=single_file_config, subfolder="transformer", torch_dtype=dtype
+    transformer, config = single_file_transformer(
+        Flux2Transformer2DModel, model, single_file_config, dtype, "FLUX.2", "its VAE and encoder"
     )
-    return _components(single_file_config, dtype, transformer)
+    return _components(config, dtype, transformer)
 
 
 def flux2_from_components(
@@ -106,10 +102,8 @@ def flux2_from_components(
 
     ``text_cache_bytes`` bounds the pipeline's cache of encoded region texts (0: none).
     """
-    components["transformer"].to(device=device, dtype=dtype).eval()
-    components["vae"].to(device=device, dtype=vae_dtype).eval()
     encoder: Flux2TextEncoder = components["encoder"]
-    encoder.text_encoder.to(device=device, dtype=dtype).eval()
+    place_components(components, [encoder.text_encoder], device, dtype, vae_dtype)
     return OmostFlux2Pipeline(
         **components, model_name=name, schedule=schedule, text_cache_bytes=text_cache_bytes
     )
