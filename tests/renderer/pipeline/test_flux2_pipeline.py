@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from omost_renderer.pipelines.family_params import UnsupportedParamError
-from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.latents import noise_tokens
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
 from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER
 from omost_renderer.pipelines.flux2.tiny import build_tiny_flux2
 from omost_renderer.pipelines.packed_latents import token_grid
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.rendering import CanvasRenderer, RenderParams
 from omost_renderer.pipelines.step_batch import StepBatch
 from omost_schema import Canvas, GlobalDescription

@@ -7,9 +7,10 @@ from functools import partial
 import pytest
 import torch
 from batching import Job, assert_same_render, no_host_reads, run_batch
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.flux.step_inputs import FluxCall, batch_inputs, placed
 from omost_renderer.pipelines.flux.tiny import build_tiny_flux
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_schema import Canvas

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from omost_renderer.pipelines.family_params import UnsupportedParamError
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.flux.tiny import build_tiny_flux
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.rendering import CanvasRenderer, RenderParams
 from omost_schema import Canvas, GlobalDescription
 from PIL import Image

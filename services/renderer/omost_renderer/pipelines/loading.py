@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from omost_renderer.pipelines.families import Family, detect_family
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.sdxl.encoding import TextEncoders
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.speed_options import SpeedOptions, apply_speed_options

@@ -15,7 +15,8 @@ import torch
 
 from omost_renderer.pipelines.component_loading import place_components, single_file_transformer
 from omost_renderer.pipelines.flux.encoding import FluxTextEncoders
-from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline, RegionalSchedule
+from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
 
 

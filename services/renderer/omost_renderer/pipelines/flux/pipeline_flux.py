@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,7 +43,6 @@ from omost_renderer.pipelines.flux.encoding import (
 from omost_renderer.pipelines.flux.step_inputs import FluxPassText
 from omost_renderer.pipelines.flux.transformer_steps import TransformerSteps
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend
-from omost_renderer.pipelines.joint_mask import ImageAttention, joint_bias
 from omost_renderer.pipelines.packed_latents import (
     PATCH,
     check_packed_size,
@@ -60,6 +59,9 @@ from omost_renderer.pipelines.packed_start import (
     pass_start,
     resized_pixels,
 )
+
+# Re-exported: the schedule's documented home is this module (the CLI and loaders import it here).
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule as RegionalSchedule
 from omost_renderer.pipelines.render_plan import render_plan
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
@@ -83,36 +85,6 @@ from omost_renderer.pipelines.vae_codec import VaeCodec
 SAMPLER_NAME = "flow-match Euler"
 #: FLUX.1-dev's distilled guidance when a request leaves ``cfg`` unset (diffusers' default).
 DEFAULT_GUIDANCE = 3.5
-
-
-@dataclass(frozen=True)
-class RegionalSchedule:
-    """Where and how strongly the regional mask applies.
-
-    The defaults are InstantX Regional-Prompting-FLUX's: the mask in the first 10 steps, at every
-    block, blended with 20% of an unmasked pass.
-
-    Attributes:
-        regional_steps: The mask applies in the first this many steps of each pass.
-        regional_blocks: The mask applies at every this-many-th block (1: every block; 2:
-            alternating blocks, as InvokeAI does).
-        base_ratio: Share of an unmasked pass blended into the image tokens at masked blocks;
-            0 runs no unmasked pass.
-        image_attention: ``free`` or ``restricted`` image-to-image attention (``joint_mask``).
-        area_scale: The ``log(N / area)`` bias on region text keys.
-    """
-
-    regional_steps: int = 10
-    regional_blocks: int = 1
-    base_ratio: float = 0.2
-    image_attention: ImageAttention = ImageAttention.FREE
-    area_scale: bool = True
-
-    def __post_init__(self) -> None:
-        if self.regional_steps < 0 or self.regional_blocks < 1:
-            raise ValueError("regional_steps must be >= 0 and regional_blocks >= 1")
-        if not 0.0 <= self.base_ratio <= 1.0:
-            raise ValueError("base_ratio must be within 0..1")
 
 
 @dataclass
@@ -236,18 +208,11 @@ class OmostFluxPipeline:
         dtype = self.transformer.dtype
         mask = None
         if self.regional:
-            mask = joint_bias(
-                prompt.token_region,
-                prompt.masks,
-                rows,
-                cols,
-                image_attention=self.schedule.image_attention,
-                area_scale=self.schedule.area_scale,
-                dtype=dtype,
-            )
+            mask = self.schedule.joint_bias(prompt.token_region, prompt.masks, rows, cols, dtype,
+                                            self.device)  # fmt: skip
         return _Conditioning(
             prompt=prompt,
-            mask=None if mask is None else mask.to(self.device),
+            mask=mask,
             text_ids=torch.zeros(prompt.embeds.shape[1], 3, device=self.device, dtype=dtype),
             image_ids=image_ids(rows, cols).to(self.device, dtype),
         )
@@ -504,8 +469,6 @@ class OmostFluxPipeline:
     def _metadata(
         self, params: RenderParams, width: int, height: int, guidance: torch.Tensor | None
     ) -> dict[str, object]:
-        schedule = asdict(self.schedule)
-        schedule["image_attention"] = str(self.schedule.image_attention)
         # FLUX takes neither a negative prompt nor a cfg scale: record what was used instead.
         used = params.model_dump(exclude={"cfg", "negative_prompt"})
         return {
@@ -516,5 +479,5 @@ class OmostFluxPipeline:
             "sampler": SAMPLER_NAME,
             "output_width": width,
             "output_height": height,
-            "regional": schedule if self.regional else None,
+            "regional": self.schedule.metadata() if self.regional else None,
         }

@@ -19,7 +19,7 @@ from omost_renderer.pipelines.step_batch import DenoiseCall
 
 
 class MaskSchedule(Protocol):
-    """Where the regional mask applies (``pipeline_flux.RegionalSchedule``)."""
+    """Where the regional mask applies (``regional_schedule.RegionalSchedule``)."""
 
     @property
     def regional_steps(self) -> int:

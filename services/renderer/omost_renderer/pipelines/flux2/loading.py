@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from omost_renderer.pipelines.component_loading import place_components, single_file_transformer
-from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.encoding import Flux2TextEncoder, stacked_layers
 from omost_renderer.pipelines.flux2.pipeline_flux2 import OmostFlux2Pipeline
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES
 
 

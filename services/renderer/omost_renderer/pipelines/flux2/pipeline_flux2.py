@@ -26,7 +26,7 @@ negative prompt's length and whether the mask applies at this step.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,7 +37,6 @@ from PIL import Image
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
 from omost_renderer.pipelines.flow_match import EulerSteps, euler_steps
 from omost_renderer.pipelines.flux.attention_processor import RegionalMask
-from omost_renderer.pipelines.flux.pipeline_flux import RegionalSchedule
 from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
 from omost_renderer.pipelines.flux2.encoding import (
     QWEN_MAX_TOKENS,
@@ -54,7 +53,6 @@ from omost_renderer.pipelines.flux2.latents import (
     noise_tokens,
 )
 from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
-from omost_renderer.pipelines.joint_mask import joint_bias
 from omost_renderer.pipelines.packed_latents import PATCH, check_packed_size, token_grid
 from omost_renderer.pipelines.packed_start import (
     KeptPart,
@@ -63,6 +61,7 @@ from omost_renderer.pipelines.packed_start import (
     pass_start,
     resized_pixels,
 )
+from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.render_plan import render_plan
 from omost_renderer.pipelines.render_start import (
     BASE_PASS,
@@ -261,18 +260,11 @@ class OmostFlux2Pipeline:
         """
         mask = None
         if self.regional:
-            mask = joint_bias(
-                prompt.token_region,
-                prompt.masks,
-                rows,
-                cols,
-                image_attention=self.schedule.image_attention,
-                area_scale=self.schedule.area_scale,
-                dtype=self.transformer.dtype,
-            )
+            mask = self.schedule.joint_bias(prompt.token_region, prompt.masks, rows, cols,
+                                            self.transformer.dtype, self.device)  # fmt: skip
         return _Conditioning(
             prompt=prompt,
-            mask=None if mask is None else mask.to(self.device),
+            mask=mask,
             image_ids=image_positions(rows, cols).to(self.device),
             rows=rows,
             cols=cols,
@@ -542,8 +534,6 @@ class OmostFlux2Pipeline:
     def _metadata(
         self, params: RenderParams, width: int, height: int, conditioning: _Conditioning
     ) -> dict[str, object]:
-        schedule = asdict(self.schedule)
-        schedule["image_attention"] = str(self.schedule.image_attention)
         guided = conditioning.negative is not None
         used = params.model_dump(exclude={"cfg", "negative_prompt"})
         negative = params.negative_prompt if is_set(params, "negative_prompt") else DEFAULT_NEGATIVE
@@ -557,7 +547,7 @@ class OmostFlux2Pipeline:
             "sampler": SAMPLER_NAME,
             "output_width": width,
             "output_height": height,
-            "regional": schedule if self.regional else None,
+            "regional": self.schedule.metadata() if self.regional else None,
         }
 
 
