@@ -6,7 +6,10 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 from omost_renderer.pipelines.flow_match import (
     FLUX_DEV_SCHEDULER,
+    FlowStep,
+    euler_steps,
     flow_sigmas,
+    model_calls,
     noised_start,
     sample_euler,
     shift_mu,
@@ -60,3 +63,23 @@ def test_flux2_sigmas_are_diffusers_klein_schedule() -> None:
     # img2img: the last steps of a longer schedule, shifted for its own length.
     assert torch.equal(flux2_sigmas(4, 0.5, 256, FLUX2_SCHEDULER),
                        flux2_sigmas(8, 1.0, 256, FLUX2_SCHEDULER)[4:])  # fmt: skip
+
+
+def test_model_calls_drive_the_euler_loop_like_sample_euler() -> None:
+    sigmas = flow_sigmas(3, 1.0, 16, FLUX_DEV_SCHEDULER)
+    start = torch.randn(1, 16, 4, generator=torch.Generator().manual_seed(0))
+    expected = sample_euler(lambda i, x, s: x * 0.5 + i, start, sigmas)
+    asked: list[tuple[int, float]] = []
+
+    def call(step: FlowStep) -> FlowStep:
+        asked.append((step.index, step.sigma))
+        return step
+
+    calls = model_calls(euler_steps(start, sigmas.tolist()), call)
+    step = next(calls)
+    for _ in range(2):
+        step = calls.send(step.x * 0.5 + step.index)
+    with pytest.raises(StopIteration) as done:
+        calls.send(step.x * 0.5 + step.index)
+    assert torch.equal(done.value.value, expected)
+    assert asked == list(enumerate(sigmas.tolist()[:-1]))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 from omost_renderer.pipelines.sdxl.sampling import MAX_SCHEDULE
 
+#: A family's model call for one step (``step_batch.DenoiseCall``).
+Call = TypeVar("Call")
 #: ``velocity(step, x, sigma) -> v`` (``step`` 0-based within the run).
 Velocity = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 #: Called after step ``i`` (0-based) with the new latent and the step's x0 estimate.
@@ -172,6 +174,31 @@ def euler_steps(
         if callback is not None:
             callback(index, x, denoised)
     return x
+
+
+def model_calls(
+    steps: EulerSteps, call: Callable[[FlowStep], Call]
+) -> Generator[Call, torch.Tensor, torch.Tensor]:
+    """The Euler loop's velocity requests as a family's model calls (``step_batch``).
+
+    Each :class:`FlowStep` becomes ``call(step)`` (a ``DenoiseCall``); what the driver sends
+    back is sent on to the loop as the step's velocity.
+
+    Args:
+        steps: A running :func:`euler_steps`.
+        call: The family's model call for one step.
+
+    Returns:
+        (as the generator's value) The loop's final latents.
+    """
+    try:
+        step = next(steps)
+        while True:
+            velocity = yield call(step)
+            step = steps.send(velocity)
+    except StopIteration as done:
+        final: torch.Tensor = done.value
+        return final
 
 
 def sample_euler(

@@ -13,7 +13,13 @@ from typing import Any, Protocol
 
 import torch
 
-from omost_renderer.pipelines.flow_match import FlowBlend, FlowCallback, euler_steps
+from omost_renderer.pipelines.flow_match import (
+    FlowBlend,
+    FlowCallback,
+    FlowStep,
+    euler_steps,
+    model_calls,
+)
 from omost_renderer.pipelines.flux.step_inputs import FluxBatchCache, FluxCall, FluxPassText
 from omost_renderer.pipelines.step_batch import DenoiseCall
 
@@ -84,17 +90,13 @@ class TransformerSteps:
         # Without the regional processors padding cannot be hidden: only equal texts share.
         length = None if self.regional else text.text_length
         key = ("flux", tokens, features, self.transformer.dtype, length)
+
+        def call(step: FlowStep) -> DenoiseCall:
+            regional = step.index < self.schedule.regional_steps
+            return DenoiseCall(key, k, FluxCall(step.x, on_device[step.index], regional, text))
+
         steps = euler_steps(latents, sigmas.float().tolist(), progress, blend)
-        try:
-            step = next(steps)
-            while True:
-                regional = step.index < self.schedule.regional_steps
-                call = FluxCall(step.x, on_device[step.index], regional, text)
-                velocity = yield DenoiseCall(key, k, call)
-                step = steps.send(velocity)
-        except StopIteration as done:
-            result: torch.Tensor = done.value
-            return result
+        return (yield from model_calls(steps, call))
 
     @torch.inference_mode()
     def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:

@@ -35,7 +35,7 @@ from omost_schema.occlusion import region_conditions
 from PIL import Image
 
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
-from omost_renderer.pipelines.flow_match import EulerSteps, euler_steps
+from omost_renderer.pipelines.flow_match import FlowStep, euler_steps, model_calls
 from omost_renderer.pipelines.flux.attention_processor import RegionalMask
 from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
 from omost_renderer.pipelines.flux2.encoding import (
@@ -365,12 +365,12 @@ class OmostFlux2Pipeline:
         )[0]
         return out.float()  # type: ignore[no-any-return]
 
-    def _call(self, step: int, x: torch.Tensor, sigma: float, c: _Conditioning) -> DenoiseCall:
-        masked = c.mask is not None and step < self.schedule.regional_steps
+    def _call(self, step: FlowStep, c: _Conditioning) -> DenoiseCall:
+        masked = c.mask is not None and step.index < self.schedule.regional_steps
         negative = None if c.negative is None else c.negative.shape[1]
         key = (FAMILY, c.rows, c.cols, c.prompt.region_lengths, negative, masked)
-        rows = x.shape[0] * (1 if c.negative is None else 2)
-        return DenoiseCall(key=key, rows=rows, payload=_Step(x, sigma, c, masked))
+        rows = step.x.shape[0] * (1 if c.negative is None else 2)
+        return DenoiseCall(key=key, rows=rows, payload=_Step(step.x, step.sigma, c, masked))
 
     def _run(
         self,
@@ -386,19 +386,8 @@ class OmostFlux2Pipeline:
         sigmas = flux2_sigmas(steps, strength, noise.shape[1], self.scheduler_config)
         sigmas = sigmas.to(self.device)
         latents, blend = pass_start(start, noise, sigmas[0], steps, kept)
-        steps_of_pass = euler_steps(latents, sigmas.tolist(), progress, blend)
-        return (yield from self._model_calls(steps_of_pass, conditioning))
-
-    def _model_calls(self, steps: EulerSteps, conditioning: _Conditioning) -> PassSteps:
-        """The Euler loop's velocity requests as this pipeline's model calls."""
-        try:
-            step = next(steps)
-            while True:
-                velocity = yield self._call(step.index, step.x, step.sigma, conditioning)
-                step = steps.send(velocity)
-        except StopIteration as done:
-            final: torch.Tensor = done.value
-            return final
+        euler = euler_steps(latents, sigmas.tolist(), progress, blend)
+        return (yield from model_calls(euler, lambda step: self._call(step, conditioning)))
 
     def _kept_tokens(
         self, start: RenderStart, name: str, width: int, height: int
