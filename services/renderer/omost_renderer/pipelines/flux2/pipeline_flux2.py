@@ -18,15 +18,15 @@ generator of model calls (``step_batch``); ``render`` drives it alone:
    denoise again from ``hires_denoise``;
 6. decode with the VAE (``vae_codec``: per image, tiled above a size).
 
-``denoise_batch`` evaluates the calls of several renders in one transformer call when they
-share a key: the token grid, each region's text length (the text positions depend on it), the
-negative prompt's length and whether the mask applies at this step.
+``denoise_batch`` evaluates the calls of several renders in one transformer call
+(``transformer_steps``) when they share a key: the token grid, each region's text length (the
+text positions depend on it), the negative prompt's length and whether the mask applies at this
+step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,8 +35,7 @@ from omost_schema.occlusion import region_conditions
 from PIL import Image
 
 from omost_renderer.pipelines.family_params import FamilyParams, check_family_params, is_set
-from omost_renderer.pipelines.flow_match import FlowStep, euler_steps, model_calls
-from omost_renderer.pipelines.flux.attention_processor import RegionalMask
+from omost_renderer.pipelines.flow_match import euler_steps, model_calls
 from omost_renderer.pipelines.flux2.attention_processor import install_regional_flux2_processors
 from omost_renderer.pipelines.flux2.encoding import (
     QWEN_MAX_TOKENS,
@@ -44,7 +43,6 @@ from omost_renderer.pipelines.flux2.encoding import (
     Flux2TextEncoder,
     encode_canvas,
     encode_text,
-    text_positions,
 )
 from omost_renderer.pipelines.flux2.latents import (
     LatentStats,
@@ -53,6 +51,11 @@ from omost_renderer.pipelines.flux2.latents import (
     noise_tokens,
 )
 from omost_renderer.pipelines.flux2.sampling import FLUX2_SCHEDULER, flux2_sigmas
+from omost_renderer.pipelines.flux2.transformer_steps import (
+    FAMILY,
+    Flux2Conditioning,
+    Flux2TransformerSteps,
+)
 from omost_renderer.pipelines.packed_latents import PATCH, check_packed_size, token_grid
 from omost_renderer.pipelines.packed_start import (
     KeptPart,
@@ -76,7 +79,6 @@ from omost_renderer.pipelines.step_progress import StepProgress
 from omost_renderer.pipelines.text_cache import DEFAULT_TEXT_CACHE_BYTES, TextEncodingCache
 from omost_renderer.pipelines.vae_codec import VaeCodec
 
-FAMILY = "flux2"
 #: One denoising pass as a generator of model calls; its value is the pass's final tokens.
 PassSteps = Generator[DenoiseCall, torch.Tensor, torch.Tensor]
 SAMPLER_NAME = "flow-match Euler"
@@ -84,46 +86,6 @@ SAMPLER_NAME = "flow-match Euler"
 DEFAULT_CFG = 4.0
 #: klein base's negative prompt when a request leaves it unset (the stock pipeline's).
 DEFAULT_NEGATIVE = ""
-
-
-@dataclass(frozen=True)
-class _Conditioning:
-    """A render's text on the transformer's device, its mask and positions at one latent size.
-
-    Attributes:
-        prompt: The canvas's text (embeds on the transformer's device and dtype).
-        mask: (1, 1, T + N, T + N) regional bias, or ``None`` (one region, or not regional).
-        image_ids: (N, 4) image-token positions.
-        rows: Token rows.
-        cols: Token columns.
-        negative: (1, Tn, D) the negative prompt's states when guidance runs, else ``None``.
-        cfg: The guidance scale (used only with ``negative``).
-    """
-
-    prompt: Flux2Prompt
-    mask: torch.Tensor | None
-    image_ids: torch.Tensor
-    rows: int
-    cols: int
-    negative: torch.Tensor | None
-    cfg: float
-
-
-@dataclass(frozen=True)
-class _Step:
-    """What one render asks of the model at one step (a ``DenoiseCall``'s payload).
-
-    Attributes:
-        x: float32 (k, N, F) latents at ``sigma``.
-        sigma: The noise level (the schedule's float).
-        conditioning: The render's text, mask and positions.
-        masked: Whether the regional mask applies at this step.
-    """
-
-    x: torch.Tensor
-    sigma: float
-    conditioning: _Conditioning
-    masked: bool
 
 
 class OmostFlux2Pipeline:
@@ -183,6 +145,8 @@ class OmostFlux2Pipeline:
         self.regional = regional
         #: Encoded region texts by model and exact ids (the worker reports its counters).
         self.text_cache = TextEncodingCache(text_cache_bytes)
+        #: The transformer's model calls, alone or batched across jobs.
+        self.transformer_steps = Flux2TransformerSteps(transformer, self.schedule, regional)
         if regional:
             # Once: the processors hold their block index only, never a render's state.
             install_regional_flux2_processors(transformer)
@@ -220,7 +184,7 @@ class OmostFlux2Pipeline:
 
     def condition(
         self, canvas: Canvas, params: RenderParams, rows: int, cols: int
-    ) -> _Conditioning:
+    ) -> Flux2Conditioning:
         """Encode the canvas (and the negative prompt when guidance runs) for a token grid.
 
         ``params.mask_mode="occlusion"`` removes nearer boxes from farther regions' masks
@@ -253,7 +217,7 @@ class OmostFlux2Pipeline:
         cols: int,
         negative: torch.Tensor | None,
         cfg: float,
-    ) -> _Conditioning:
+    ) -> Flux2Conditioning:
         """An encoded prompt's conditioning for a token grid: its mask and image positions.
 
         The hires pass calls this with the base pass's prompt, so the text is encoded once.
@@ -262,7 +226,7 @@ class OmostFlux2Pipeline:
         if self.regional:
             mask = self.schedule.joint_bias(prompt.token_region, prompt.masks, rows, cols,
                                             self.transformer.dtype, self.device)  # fmt: skip
-        return _Conditioning(
+        return Flux2Conditioning(
             prompt=prompt,
             mask=mask,
             image_ids=image_positions(rows, cols).to(self.device),
@@ -289,9 +253,10 @@ class OmostFlux2Pipeline:
         return [Image.fromarray(array) for array in self.codec.decode(latents)]
 
     # -- 4. denoising --------------------------------------------------------------------------
-    @torch.inference_mode()
     def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:
         """Evaluate the velocity of calls that share a key in one transformer call.
+
+        Rows are every job's images in order (see ``Flux2TransformerSteps.denoise_batch``).
 
         Args:
             calls: ``DenoiseCall``s of this pipeline with one key.
@@ -299,78 +264,7 @@ class OmostFlux2Pipeline:
         Returns:
             Each call's velocity, float32 (k, N, F), in order.
         """
-        steps: list[_Step] = [call.payload for call in calls]
-        first = steps[0].conditioning
-        sizes = [step.x.shape[0] for step in steps]
-        dtype = self.transformer.dtype
-        x = torch.cat([step.x for step in steps]).to(self.device, dtype)
-        levels = [s.sigma for s, k in zip(steps, sizes, strict=True) for _ in range(k)]
-        sigma = torch.tensor(levels).to(self.device, dtype)
-        embeds = torch.cat(
-            [
-                s.conditioning.prompt.embeds.expand(k, -1, -1)
-                for s, k in zip(steps, sizes, strict=True)
-            ]
-        )
-        regional = None
-        if steps[0].masked:
-            bias = torch.cat(
-                [
-                    _bias(s.conditioning).expand(k, -1, -1, -1)
-                    for s, k in zip(steps, sizes, strict=True)
-                ]
-            )
-            every, ratio = self.schedule.regional_blocks, self.schedule.base_ratio
-            regional = RegionalMask(bias, embeds.shape[1], every, ratio)
-        velocity = self._velocity(
-            x, sigma, embeds, first.prompt.text_ids, first.image_ids, regional
-        )
-        if first.negative is not None:
-            negatives = torch.cat(
-                [
-                    _negative(s.conditioning).expand(k, -1, -1)
-                    for s, k in zip(steps, sizes, strict=True)
-                ]
-            )
-            lengths = [negatives.shape[1]]
-            unguided = self._velocity(
-                x, sigma, negatives, text_positions(lengths).to(self.device), first.image_ids, None
-            )
-            scale = torch.cat(
-                [torch.full((k,), s.conditioning.cfg) for s, k in zip(steps, sizes, strict=True)]
-            )
-            scale = scale.to(self.device)[:, None, None]
-            velocity = unguided + scale * (velocity - unguided)
-        return list(torch.split(velocity, sizes))
-
-    def _velocity(
-        self,
-        x: torch.Tensor,
-        sigma: torch.Tensor,
-        embeds: torch.Tensor,
-        text_ids: torch.Tensor,
-        image_ids: torch.Tensor,
-        regional: RegionalMask | None,
-    ) -> torch.Tensor:
-        kwargs = {"regional_mask": regional} if self.regional else None
-        out = self.transformer(
-            hidden_states=x,
-            encoder_hidden_states=embeds,
-            timestep=sigma,
-            img_ids=image_ids,
-            txt_ids=text_ids,
-            guidance=None,
-            joint_attention_kwargs=kwargs,
-            return_dict=False,
-        )[0]
-        return out.float()  # type: ignore[no-any-return]
-
-    def _call(self, step: FlowStep, c: _Conditioning) -> DenoiseCall:
-        masked = c.mask is not None and step.index < self.schedule.regional_steps
-        negative = None if c.negative is None else c.negative.shape[1]
-        key = (FAMILY, c.rows, c.cols, c.prompt.region_lengths, negative, masked)
-        rows = step.x.shape[0] * (1 if c.negative is None else 2)
-        return DenoiseCall(key=key, rows=rows, payload=_Step(step.x, step.sigma, c, masked))
+        return self.transformer_steps.denoise_batch(calls)
 
     def _run(
         self,
@@ -378,7 +272,7 @@ class OmostFlux2Pipeline:
         noise: torch.Tensor,
         steps: int,
         strength: float,
-        conditioning: _Conditioning,
+        conditioning: Flux2Conditioning,
         progress: StepProgress,
         kept: KeptPart | None = None,
     ) -> PassSteps:
@@ -387,7 +281,8 @@ class OmostFlux2Pipeline:
         sigmas = sigmas.to(self.device)
         latents, blend = pass_start(start, noise, sigmas[0], steps, kept)
         euler = euler_steps(latents, sigmas.tolist(), progress, blend)
-        return (yield from model_calls(euler, lambda step: self._call(step, conditioning)))
+        calls = self.transformer_steps.call
+        return (yield from model_calls(euler, lambda step: calls(step, conditioning)))
 
     def _kept_tokens(
         self, start: RenderStart, name: str, width: int, height: int
@@ -521,7 +416,7 @@ class OmostFlux2Pipeline:
         return render_alone(self, self.render_steps(canvas, params, on_step, start=start))
 
     def _metadata(
-        self, params: RenderParams, width: int, height: int, conditioning: _Conditioning
+        self, params: RenderParams, width: int, height: int, conditioning: Flux2Conditioning
     ) -> dict[str, object]:
         guided = conditioning.negative is not None
         used = params.model_dump(exclude={"cfg", "negative_prompt"})
@@ -538,15 +433,3 @@ class OmostFlux2Pipeline:
             "output_height": height,
             "regional": self.schedule.metadata() if self.regional else None,
         }
-
-
-def _bias(conditioning: _Conditioning) -> torch.Tensor:
-    if conditioning.mask is None:
-        raise ValueError("a masked step without a mask")
-    return conditioning.mask
-
-
-def _negative(conditioning: _Conditioning) -> torch.Tensor:
-    if conditioning.negative is None:
-        raise ValueError("a guided step without a negative prompt")
-    return conditioning.negative
