@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from omost_renderer.pipelines.rendering import RenderedImage
+from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
+from omost_renderer.pipelines.rendering import RenderedImage, RenderParams
 from omost_renderer.pipelines.step_batch import (
     BatchingRenderer,
     DenoiseCall,
@@ -17,6 +18,8 @@ from omost_renderer.pipelines.step_batch import (
     RenderSteps,
     StepBatch,
 )
+from omost_schema import Canvas
+from omost_schema.diff import diff_canvases, repaint_rects
 from torch.overrides import TorchFunctionMode
 
 #: Tensor methods that read a value back to the host (a device sync on CUDA).
@@ -130,3 +133,17 @@ class PoisonRenderer:
             raise RuntimeError("poisoned call")
         result: list[torch.Tensor] = self.inner.denoise_batch(calls)
         return result
+
+
+def region_edit(renderer: Any, canvas: Canvas, params: RenderParams) -> tuple[Canvas, RenderStart]:
+    """The canvas with one region recoloured, and the start that repaints only that region.
+
+    ``renderer`` renders the base (any family that takes a ``RenderStart``).
+    """
+    base = renderer.render(canvas, params)[0]
+    edited = canvas.model_copy(deep=True)
+    edited.local_descriptions[0].HTML_web_color_name = "blue"
+    rects = repaint_rects(diff_canvases(canvas, edited))
+    start = RenderStart(latents=base.latents, keep_seed=base.seed,
+                        repaint=RepaintArea(rects=tuple(rects)), kept_image=base.image)  # fmt: skip
+    return edited, start

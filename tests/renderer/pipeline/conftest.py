@@ -26,6 +26,19 @@ def tiny_renderer() -> OmostSDXLPipeline:
 
 
 @pytest.fixture
+def global_canvas() -> Canvas:
+    """A canvas of its global region only (the FLUX families' stock-processor references)."""
+    return Canvas(
+        global_description=GlobalDescription(
+            description="A quiet lake at dawn.",
+            detailed_descriptions=["Mist over the water."],
+            tags="lake, dawn, mist",
+            HTML_web_color_name="lightblue",
+        )
+    )
+
+
+@pytest.fixture
 def dragon_canvas() -> Canvas:
     return Canvas(
         global_description=GlobalDescription(

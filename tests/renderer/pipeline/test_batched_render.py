@@ -11,14 +11,13 @@ from batching import (
     PoisonRenderer,
     assert_same_render,
     no_host_reads,
+    region_edit,
     run_batch,
 )
-from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_renderer.pipelines.sdxl.pipeline_sdxl import OmostSDXLPipeline
 from omost_renderer.pipelines.sdxl.step_inputs import UNetCall
 from omost_schema import Canvas, LocalDescription
-from omost_schema.diff import diff_canvases, repaint_rects
 from PIL import Image
 
 
@@ -45,25 +44,12 @@ def _canvases(dragon: Canvas) -> dict[str, Canvas]:
     return {"dragon": dragon, "bigger": bigger, "smaller": smaller}
 
 
-def _edit_of(
-    renderer: OmostSDXLPipeline, canvas: Canvas, params: RenderParams
-) -> tuple[Canvas, RenderStart]:
-    """The canvas with one region recoloured, and the start that repaints only that region."""
-    base = renderer.render(canvas, params)[0]
-    edited = canvas.model_copy(deep=True)
-    edited.local_descriptions[0].HTML_web_color_name = "blue"
-    rects = repaint_rects(diff_canvases(canvas, edited))
-    start = RenderStart(latents=base.latents, keep_seed=base.seed,
-                        repaint=RepaintArea(rects=tuple(rects)), kept_image=base.image)  # fmt: skip
-    return edited, start
-
-
 def test_jobs_in_one_batch_render_what_they_render_alone(
     tiny_renderer: OmostSDXLPipeline, dragon_canvas: Canvas
 ) -> None:
     canvases = _canvases(dragon_canvas)
     base_params = RenderParams(width=64, height=64, steps=3, seed=5)
-    edited, start = _edit_of(tiny_renderer, dragon_canvas, base_params)
+    edited, start = region_edit(tiny_renderer, dragon_canvas, base_params)
     jobs = {
         "long": (canvases["dragon"], RenderParams(width=64, height=64, steps=5, seed=1), None),
         # Two images, another cfg, more regions; leaves after 2 steps.
@@ -186,7 +172,7 @@ def test_the_step_loop_reads_nothing_back_from_the_device(
     canvases = _canvases(dragon_canvas)
     steps = 3
     params = RenderParams(width=64, height=64, steps=steps, seed=1)
-    edited, start = _edit_of(tiny_renderer, dragon_canvas, params)
+    edited, start = region_edit(tiny_renderer, dragon_canvas, params)
     seen: list[int] = []
 
     def progress(step: int, total: int, preview: Image.Image | None) -> None:

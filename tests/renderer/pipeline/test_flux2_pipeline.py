@@ -18,7 +18,7 @@ from omost_renderer.pipelines.packed_latents import token_grid
 from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.rendering import CanvasRenderer, RenderParams
 from omost_renderer.pipelines.step_batch import StepBatch
-from omost_schema import Canvas, GlobalDescription
+from omost_schema import Canvas
 from PIL import Image
 
 #: diffusers' own classes, untyped (the stock pipeline as a reference).
@@ -30,18 +30,6 @@ SMALL = {"width": 64, "height": 64, "steps": 3}
 @pytest.fixture(scope="module")
 def tiny_flux2() -> OmostFlux2Pipeline:
     return build_tiny_flux2()
-
-
-@pytest.fixture
-def global_canvas() -> Canvas:
-    return Canvas(
-        global_description=GlobalDescription(
-            description="A quiet lake at dawn.",
-            detailed_descriptions=["Mist over the water."],
-            tags="lake, dawn, mist",
-            HTML_web_color_name="lightblue",
-        )
-    )
 
 
 def _pixels(image: Image.Image) -> np.ndarray:

@@ -6,15 +6,13 @@ from functools import partial
 
 import pytest
 import torch
-from batching import Job, assert_same_render, no_host_reads, run_batch
+from batching import Job, assert_same_render, no_host_reads, region_edit, run_batch
 from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.flux.step_inputs import FluxCall, batch_inputs, placed
 from omost_renderer.pipelines.flux.tiny import build_tiny_flux
 from omost_renderer.pipelines.regional_schedule import RegionalSchedule
-from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
 from omost_renderer.pipelines.rendering import RenderParams
 from omost_schema import Canvas
-from omost_schema.diff import diff_canvases, repaint_rects
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +36,7 @@ def test_flux_jobs_in_one_batch_render_what_they_render_alone(
 ) -> None:
     canvases = _canvases(dragon_canvas)
     base_params = RenderParams(width=64, height=64, steps=3, seed=5)
-    base = tiny_flux.render(dragon_canvas, base_params)[0]
-    edited = dragon_canvas.model_copy(deep=True)
-    edited.local_descriptions[0].HTML_web_color_name = "blue"
-    rects = repaint_rects(diff_canvases(dragon_canvas, edited))
-    start = RenderStart(
-        latents=base.latents,
-        keep_seed=base.seed,
-        repaint=RepaintArea(rects=tuple(rects)),
-        kept_image=base.image,
-    )
+    edited, start = region_edit(tiny_flux, dragon_canvas, base_params)
     jobs = {
         "long": (canvases["dragon"], RenderParams(width=64, height=64, steps=4, seed=1), None),
         "short": (

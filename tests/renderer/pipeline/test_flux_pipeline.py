@@ -10,7 +10,7 @@ from omost_renderer.pipelines.flux.pipeline_flux import OmostFluxPipeline
 from omost_renderer.pipelines.flux.tiny import build_tiny_flux
 from omost_renderer.pipelines.regional_schedule import RegionalSchedule
 from omost_renderer.pipelines.rendering import CanvasRenderer, RenderParams
-from omost_schema import Canvas, GlobalDescription
+from omost_schema import Canvas
 from PIL import Image
 
 SMALL = {"width": 64, "height": 64, "steps": 3}
@@ -19,18 +19,6 @@ SMALL = {"width": 64, "height": 64, "steps": 3}
 @pytest.fixture(scope="module")
 def tiny_flux() -> OmostFluxPipeline:
     return build_tiny_flux()
-
-
-@pytest.fixture
-def global_canvas() -> Canvas:
-    return Canvas(
-        global_description=GlobalDescription(
-            description="A quiet lake at dawn.",
-            detailed_descriptions=["Mist over the water."],
-            tags="lake, dawn, mist",
-            HTML_web_color_name="lightblue",
-        )
-    )
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
