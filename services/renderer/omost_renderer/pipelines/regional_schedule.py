@@ -55,8 +55,8 @@ class RegionalSchedule:
         """A canvas's joint attention mask at a token grid, with this schedule's options.
 
         Args:
-            token_region: int64 (T,) region of each text token (global first).
-            masks: float (R, 90, 90) region masks, global first.
+            token_region: The region of each text token (as ``joint_mask.joint_bias``).
+            masks: The region masks, global first (as ``joint_mask.joint_bias``).
             rows: Image-token rows.
             cols: Image-token columns.
             dtype: The transformer's dtype.

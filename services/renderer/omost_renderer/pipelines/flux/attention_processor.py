@@ -11,6 +11,7 @@ a mask, or at a block the schedule leaves unmasked, the processor computes exact
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,21 +190,30 @@ class RegionalFluxAttnProcessor(RegionalProcessorBase):
         return image, attn.to_add_out(text.contiguous())
 
 
-def install_regional_processors(transformer: Any) -> int:
-    """Put a :class:`RegionalFluxAttnProcessor` on every attention layer of a FLUX transformer.
+def install_regional_processors(
+    transformer: Any, single: Callable[[int], Any] = RegionalFluxAttnProcessor
+) -> int:
+    """Put a regional processor on every attention layer of a FLUX (or FLUX.2) transformer.
+
+    Blocks are numbered double-stream first, then single-stream (the order ``regional_blocks``
+    counts in).
 
     Args:
-        transformer: A diffusers ``FluxTransformer2DModel``.
+        transformer: A diffusers ``FluxTransformer2DModel`` (or ``Flux2Transformer2DModel``).
+        single: The processor of a single-stream block, from its block number (FLUX.2's fuse
+            their projections); double-stream blocks get a :class:`RegionalFluxAttnProcessor`.
 
     Returns:
         The number of blocks (double-stream plus single-stream).
     """
     double = len(transformer.transformer_blocks)
-    processors: dict[str, RegionalFluxAttnProcessor] = {}
+    processors: dict[str, Any] = {}
     for name in transformer.attn_processors:
         # "transformer_blocks.3.attn.processor" or "single_transformer_blocks.7.attn.processor".
         kind, index = name.split(".")[:2]
-        offset = double if kind == "single_transformer_blocks" else 0
-        processors[name] = RegionalFluxAttnProcessor(offset + int(index))
+        if kind == "single_transformer_blocks":
+            processors[name] = single(double + int(index))
+        else:
+            processors[name] = RegionalFluxAttnProcessor(int(index))
     transformer.set_attn_processor(processors)
     return double + len(transformer.single_transformer_blocks)

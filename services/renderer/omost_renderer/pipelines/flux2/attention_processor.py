@@ -18,9 +18,9 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
 from omost_renderer.pipelines.flux.attention_processor import (
-    RegionalFluxAttnProcessor,
     RegionalMask,
     RegionalProcessorBase,
+    install_regional_processors,
 )
 
 
@@ -78,13 +78,4 @@ def install_regional_flux2_processors(transformer: Any) -> int:
     Returns:
         The number of blocks (double-stream plus single-stream).
     """
-    double = len(transformer.transformer_blocks)
-    processors: dict[str, Any] = {}
-    for name in transformer.attn_processors:
-        kind, index = name.split(".")[:2]
-        if kind == "single_transformer_blocks":
-            processors[name] = RegionalFlux2SingleAttnProcessor(double + int(index))
-        else:
-            processors[name] = RegionalFluxAttnProcessor(int(index))
-    transformer.set_attn_processor(processors)
-    return double + len(transformer.single_transformer_blocks)
+    return install_regional_processors(transformer, RegionalFlux2SingleAttnProcessor)
