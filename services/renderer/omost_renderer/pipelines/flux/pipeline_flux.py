@@ -2,13 +2,15 @@
 
 ``OmostFluxPipeline.render`` turns a ``Canvas`` into images in numbered steps:
 
-1. check the inputs, and the parameters FLUX does not take (``family_params``);
+1. check the inputs, and the parameters FLUX does not take (``family_params``); plan the passes,
+   seeds and start strength (``render_plan``);
 2. encode the canvas: every region's T5 sequence concatenated, CLIP pooled from the global
-   region (``encoding``), and the joint attention mask of its regions (``joint_mask``);
+   region (``encoding``), and the joint attention mask of its regions (``regional_schedule``);
 3. prepare the starting latents: noise from CPU generators (a seed gives the same image on any
    device), packed into 2x2 tokens, optionally on top of the blurred colour sketch by
-   flow-matching interpolation (``sketch_start``, ``flow_match``);
-4. denoise with flow-matching Euler on diffusers' FLUX schedule; the regional mask reaches the
+   flow-matching interpolation, an edit's kept part blended in (``sketch_start``, ``packed_start``);
+4. denoise with flow-matching Euler on diffusers' FLUX schedule (``flow_match``, batched in
+   ``transformer_steps``), reporting steps (``step_progress``); the regional mask reaches the
    attention processors (``attention_processor``) through ``joint_attention_kwargs`` in the first
    ``regional_steps`` steps, at every ``regional_blocks``-th block, blended with an unmasked pass
    by ``base_ratio``;

@@ -3,17 +3,20 @@
 ``OmostFlux2Pipeline.render_steps`` turns a ``Canvas`` into images in numbered steps, as a
 generator of model calls (``step_batch``); ``render`` drives it alone:
 
-1. check the inputs, and the parameters this model does not take (``family_params``);
+1. check the inputs, and the parameters this model does not take (``family_params``); plan the
+   passes, seeds and start strength (``render_plan``);
 2. encode the canvas: every region's Qwen3 states concatenated, each region's positions from 0
-   (``encoding``), and the joint attention mask of its regions (``joint_mask``); for klein base
-   (not step-distilled) also the negative prompt, for classifier-free guidance;
+   (``encoding``), and the joint attention mask of its regions (``regional_schedule``); for
+   klein base (not step-distilled) also the negative prompt, for classifier-free guidance;
 3. prepare the starting latents: noise from CPU generators in the stock pipeline's patchified
    shape (a seed gives the same image on any device), optionally on top of the blurred colour
-   sketch (or an init image) by flow-matching interpolation (``sketch_start``, ``flow_match``);
-4. denoise with flow-matching Euler on FLUX.2's schedule (``sampling``), yielding one
-   ``DenoiseCall`` per step; the regional mask reaches the attention processors
-   (``attention_processor``) through ``joint_attention_kwargs`` in the first ``regional_steps``
-   steps, at every ``regional_blocks``-th block, blended with an unmasked pass by ``base_ratio``;
+   sketch (or an init image) by flow-matching interpolation, an edit's kept part blended in
+   (``sketch_start``, ``packed_start``);
+4. denoise with flow-matching Euler on FLUX.2's schedule (``sampling``, ``flow_match``), yielding
+   one ``DenoiseCall`` per step and reporting it (``step_progress``); the regional mask reaches
+   the attention processors (``attention_processor``) through ``joint_attention_kwargs`` in the
+   first ``regional_steps`` steps, at every ``regional_blocks``-th block, blended with an
+   unmasked pass by ``base_ratio``;
 5. the hires fix when ``hires_scale > 1.05`` (Omost's rule): decode, LANCZOS upscale, encode,
    denoise again from ``hires_denoise``;
 6. decode with the VAE (``vae_codec``: per image, tiled above a size).

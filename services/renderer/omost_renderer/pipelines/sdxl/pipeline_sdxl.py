@@ -2,7 +2,7 @@
 
 ``OmostSDXLPipeline.render`` turns a ``Canvas`` into images in numbered steps:
 
-1. check the inputs;
+1. check the inputs; plan the passes, seeds and start strength (``render_plan``);
 2. encode the canvas's regions and the negative prompt (``encoding``);
 3. prepare the starting latents: noise from CPU generators (so a seed gives the same image on
    any device), optionally on top of the blurred colour sketch, VAE-encoded once
