@@ -35,7 +35,10 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
         )
     if settings.model == "tiny":
         tiny = importlib.import_module("omost_renderer.pipelines.sdxl.tiny")
-        return cast(CanvasRenderer, tiny.build_tiny_renderer())
+        # Built in float32 on the CPU whatever the device settings say (they default to a GPU's);
+        # the speed options are for real models on a GPU, the text cache bound applies.
+        renderer = tiny.build_tiny_renderer(text_cache_bytes=settings.text_cache_mb * 2**20)
+        return cast(CanvasRenderer, renderer)
     # Imported here: torch and diffusers are heavy and the API process never needs them.
     import torch
 

@@ -144,9 +144,10 @@ def test_text_cache_bound_is_bounded() -> None:
             Settings(text_cache_mb=outside)
 
 
+@pytest.mark.parametrize("model", ["tiny", "tiny-flux"])
 @pytest.mark.parametrize("megabytes", [0, 3])
-def test_text_cache_bound_reaches_the_loaded_pipeline(megabytes: int) -> None:
-    settings = Settings(model="tiny-flux", device="cpu", dtype="float32", text_cache_mb=megabytes)
+def test_text_cache_bound_reaches_the_loaded_pipeline(model: str, megabytes: int) -> None:
+    settings = Settings(model=model, device="cpu", dtype="float32", text_cache_mb=megabytes)
     renderer = build_renderer(settings)
     assert getattr(renderer, "text_cache").max_bytes == megabytes * 2**20  # noqa: B009
 
