@@ -268,7 +268,7 @@ def parse_code(text: str, *, strict: bool = False) -> ParseResult:
     fixes = _Fixes(line_offset=source.line_offset)
     if source.fenced and not source.closed:
         if strict:
-            raise CanvasCodeError("the code block has no closing ```", source.line_offset)
+            raise CanvasCodeError("the code block has no closing ```", source.fence_line)
         fixes.warnings.append("the code block has no closing ```; the answer may be cut off")
     try:
         canvas = _parse_source(source.code, strict=strict, fixes=fixes)

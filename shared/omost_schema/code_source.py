@@ -47,12 +47,15 @@ class CodeSource:
         line_offset: Lines of the caller's text before the code's first line.
         fenced: Whether the code came from a fenced block.
         closed: Whether that block had its closing fence (a cut-off answer has none).
+        fence_line: 1-based line of the opening fence (0 when the code is not fenced). It is
+            ``line_offset`` unless the text ends on the fence's own line.
     """
 
     code: str
     line_offset: int
     fenced: bool
     closed: bool
+    fence_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,10 @@ def extract_code(text: str) -> CodeSource:
             continue
         start = min(opening.end() + 1, len(text))
         line_offset = text.count("\n", 0, start)
+        fence_line = text.count("\n", 0, opening.start()) + 1
         if closing is None:
-            return CodeSource(text[start:], line_offset, fenced=True, closed=False)
-        return CodeSource(text[start : closing.start()], line_offset, fenced=True, closed=True)
+            return CodeSource(text[start:], line_offset, True, False, fence_line)
+        return CodeSource(text[start : closing.start()], line_offset, True, True, fence_line)
     return CodeSource(code=text, line_offset=0, fenced=False, closed=True)
 
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import pytest
+from omost_schema.code_parser import parse_code
 from omost_schema.code_source import extract_code, last_statement_start, scan_brackets
+from omost_schema.errors import CanvasCodeError
 
 
 def test_extract_code_takes_first_python_block_and_its_offset() -> None:
@@ -27,6 +29,17 @@ def test_extract_code_unclosed_fence_runs_to_end() -> None:
     source = extract_code("Here:\n```python\ncanvas.add(")
     assert source.code == "canvas.add("
     assert (source.line_offset, source.closed) == (2, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"), [("```", 1), ("prose\n```", 2), ("a\nb\n```python\ncode\n", 3)]
+)
+def test_unclosed_fence_is_reported_on_its_own_line(text: str, line: int) -> None:
+    # Also when the text ends on the fence's line, where no code line follows it.
+    with pytest.raises(CanvasCodeError) as caught:
+        parse_code(text, strict=True)
+    assert caught.value.line == line
+    assert extract_code(text).fence_line == line
 
 
 def test_extract_code_ignores_indented_backticks_inside_strings() -> None:
