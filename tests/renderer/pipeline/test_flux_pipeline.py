@@ -28,7 +28,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
 def _latents(pipe: OmostFluxPipeline, canvas: Canvas, params: RenderParams) -> torch.Tensor:
     conditioning = pipe.condition(canvas, (params.height // 8, params.width // 8))
     generators = [torch.Generator().manual_seed(params.seed)]
-    noise = pipe._noise(generators, params.height, params.width)
+    noise = pipe.noise(generators, params.height, params.width)
     sigmas = torch.linspace(1.0, 0.0, params.steps + 1)
     return pipe.denoise(noise, sigmas, conditioning, pipe._guidance(params, 1))
 

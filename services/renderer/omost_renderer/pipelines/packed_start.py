@@ -5,13 +5,15 @@ repaint mask is packed the same way as the latents (feature by feature, so the i
 works token by token), both take the hires pass's and an init image's start from LANCZOS-resized
 pixels, both check an edit's stored base tokens against the pass's grid, and both start a pass by
 flow-matching interpolation with the inpainting blend on top (:func:`pass_start`). Both pipelines
-use this module; they differ only in how pixels become tokens and how noise is drawn.
+use this module; they differ only in how pixels become tokens and how noise is drawn (each
+pipeline's ``encode_pixels`` and ``noise``, see :class:`PackedFamily`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from PIL import Image
 
 from omost_renderer.pipelines.flow_match import noised_start
 from omost_renderer.pipelines.inpaint_blend import InpaintBlend, renoise_flow_match
-from omost_renderer.pipelines.packed_latents import pack
+from omost_renderer.pipelines.packed_latents import PATCH, pack, token_grid
 from omost_renderer.pipelines.render_start import RenderStart, RepaintArea
 from omost_renderer.pipelines.vae_codec import uint8_to_pixels
 
@@ -100,6 +102,79 @@ def edit_base_tokens(
     if tuple(base.shape) != expected:
         raise ValueError(f"the edit's base latents are {stored.shape}, this pass needs {expected}")
     return base
+
+
+class PackedFamily(Protocol):
+    """What the kept parts of a pass need of a packed-token pipeline (FLUX.1, FLUX.2)."""
+
+    transformer: Any
+    vae_scale_factor: int
+
+    @property
+    def device(self) -> torch.device:
+        """Where the transformer runs."""
+        ...
+
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """VAE-encode pixels in [-1, 1], (k, 3, H, W), to the family's tokens, float32 (k, N, F)."""
+        ...
+
+    def noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        """Noise tokens (k, N, F) of a ``height`` x ``width`` image, one row per generator."""
+        ...
+
+
+def kept_tokens(
+    family: PackedFamily, start: RenderStart, name: str, width: int, height: int
+) -> torch.Tensor | None:
+    """The clean tokens a pass keeps: the init image's, or the edit base's stored ones.
+
+    Args:
+        family: The pipeline.
+        start: The render's start.
+        name: The pass (``render_start.BASE_PASS`` or ``HIRES_PASS``).
+        width: The pass's width in pixels.
+        height: The pass's height in pixels.
+
+    Returns:
+        float32 (1, N, F) on the family's device, or ``None`` when an edit base has no such pass.
+    """
+    if start.image is not None:
+        return family.encode_pixels(resized_pixels([start.image], width, height))
+    rows, cols = token_grid(height, width, family.vae_scale_factor)
+    features = family.transformer.config.in_channels
+    return edit_base_tokens(start, name, rows * cols, features, family.device)
+
+
+def kept_part(
+    family: PackedFamily,
+    start: RenderStart | None,
+    name: str,
+    keep: torch.Generator | None,
+    width: int,
+    height: int,
+) -> KeptPart | None:
+    """What one pass keeps outside the repaint area: base tokens, their noise and the mask.
+
+    Args:
+        family: The pipeline.
+        start: The render's start, if any.
+        name: The pass (``render_start.BASE_PASS`` or ``HIRES_PASS``).
+        keep: The base render's seed generator, which draws the kept part's noise.
+        width: The pass's width in pixels.
+        height: The pass's height in pixels.
+
+    Returns:
+        The kept part, or ``None`` when the pass repaints everything.
+    """
+    if start is None or start.repaint is None or keep is None:
+        return None
+    base = kept_tokens(family, start, name, width, height)
+    if base is None:
+        return None
+    channels = family.transformer.config.in_channels // (PATCH * PATCH)
+    mask = packed_repaint_mask(start.repaint, width, height, family.vae_scale_factor, channels)
+    return KeptPart(base, family.noise([keep], height, width), mask.to(family.device))
 
 
 def pass_start(

@@ -51,13 +51,12 @@ from omost_renderer.pipelines.packed_latents import (
     image_ids,
     pack,
     packed_preview,
-    token_grid,
     unpack,
 )
 from omost_renderer.pipelines.packed_start import (
     KeptPart,
-    edit_base_tokens,
-    packed_repaint_mask,
+    kept_part,
+    kept_tokens,
     pass_start,
     resized_pixels,
 )
@@ -220,7 +219,8 @@ class OmostFluxPipeline:
         )
 
     # -- 3. latents ----------------------------------------------------------------------------
-    def _noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+    def noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        """Noise tokens (k, N, F) of a ``height`` x ``width`` image, one row per generator."""
         channels = self.transformer.config.in_channels // (PATCH * PATCH)
         shape = (1, channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
         # CPU generators: the same seed gives the same noise on every device.
@@ -323,34 +323,6 @@ class OmostFluxPipeline:
         return (yield from self.denoise_steps(latents, sigmas, conditioning, guidance, progress,
                                               blend))  # fmt: skip
 
-    def _kept_tokens(
-        self, start: RenderStart, name: str, width: int, height: int
-    ) -> torch.Tensor | None:
-        """The packed clean latents a pass keeps: the init image's, or the edit base's."""
-        if start.image is not None:
-            return self.encode_pixels(resized_pixels([start.image], width, height))
-        rows, cols = token_grid(height, width, self.vae_scale_factor)
-        features = self.transformer.config.in_channels
-        return edit_base_tokens(start, name, rows * cols, features, self.device)
-
-    def _keep(
-        self,
-        start: RenderStart | None,
-        name: str,
-        keep: torch.Generator | None,
-        width: int,
-        height: int,
-    ) -> KeptPart | None:
-        """What one pass keeps outside the repaint area: packed base, its noise and the mask."""
-        if start is None or start.repaint is None or keep is None:
-            return None
-        base = self._kept_tokens(start, name, width, height)
-        if base is None:
-            return None
-        channels = self.transformer.config.in_channels // (PATCH * PATCH)
-        mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
-        return KeptPart(base, self._noise([keep], height, width), mask.to(self.device))
-
     def _progress(
         self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
     ) -> StepProgress:
@@ -424,12 +396,12 @@ class OmostFluxPipeline:
         # 3. starting latents
         init = None
         if start is not None and plan.image_start:
-            init = self._kept_tokens(start, BASE_PASS, width, height)
+            init = kept_tokens(self, start, BASE_PASS, width, height)
         elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
             sketch = canvas.process().initial_image
             init = self.encode_pixels(sketch_start_pixels(sketch, height, width))
-        noise = self._noise(plan.generators, height, width)
+        noise = self.noise(plan.generators, height, width)
 
         # 4. denoise
         latents = yield from self._run(
@@ -440,7 +412,7 @@ class OmostFluxPipeline:
             conditioning,
             guidance,
             self._progress(on_step, 0, plan.total, height, width),
-            self._keep(start, BASE_PASS, plan.keep, width, height),
+            kept_part(self, start, BASE_PASS, plan.keep, width, height),
         )
         passes = {BASE_PASS: latents}
 
@@ -453,13 +425,13 @@ class OmostFluxPipeline:
             conditioning = self.conditioning_at(conditioning.prompt, latent)
             latents = yield from self._run(
                 init,
-                self._noise(plan.generators, height, width),
+                self.noise(plan.generators, height, width),
                 params.hires_steps,
                 params.hires_denoise,
                 conditioning,
                 guidance,
                 self._progress(on_step, params.steps, plan.total, height, width),
-                self._keep(start, HIRES_PASS, plan.keep, width, height),
+                kept_part(self, start, HIRES_PASS, plan.keep, width, height),
             )
             passes[HIRES_PASS] = latents
 

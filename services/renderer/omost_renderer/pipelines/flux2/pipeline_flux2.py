@@ -59,11 +59,11 @@ from omost_renderer.pipelines.flux2.transformer_steps import (
     Flux2Conditioning,
     Flux2TransformerSteps,
 )
-from omost_renderer.pipelines.packed_latents import PATCH, check_packed_size, token_grid
+from omost_renderer.pipelines.packed_latents import check_packed_size, token_grid
 from omost_renderer.pipelines.packed_start import (
     KeptPart,
-    edit_base_tokens,
-    packed_repaint_mask,
+    kept_part,
+    kept_tokens,
     pass_start,
     resized_pixels,
 )
@@ -240,7 +240,8 @@ class OmostFlux2Pipeline:
         )
 
     # -- 3. latents ----------------------------------------------------------------------------
-    def _noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+    def noise(self, generators: list[torch.Generator], height: int, width: int) -> torch.Tensor:
+        """Noise tokens (k, N, F) of a ``height`` x ``width`` image, one row per generator."""
         rows, cols = token_grid(height, width, self.vae_scale_factor)
         features = self.transformer.config.in_channels
         return noise_tokens(generators, features, rows, cols).to(self.device)
@@ -286,34 +287,6 @@ class OmostFlux2Pipeline:
         euler = euler_steps(latents, sigmas.tolist(), progress, blend)
         calls = self.transformer_steps.call
         return (yield from model_calls(euler, lambda step: calls(step, conditioning)))
-
-    def _kept_tokens(
-        self, start: RenderStart, name: str, width: int, height: int
-    ) -> torch.Tensor | None:
-        """The clean tokens a pass keeps: the init image's, or the edit base's."""
-        if start.image is not None:
-            return self.encode_pixels(resized_pixels([start.image], width, height))
-        rows, cols = token_grid(height, width, self.vae_scale_factor)
-        features = self.transformer.config.in_channels
-        return edit_base_tokens(start, name, rows * cols, features, self.device)
-
-    def _keep(
-        self,
-        start: RenderStart | None,
-        name: str,
-        keep: torch.Generator | None,
-        width: int,
-        height: int,
-    ) -> KeptPart | None:
-        """What one pass keeps outside the repaint area: base tokens, their noise and the mask."""
-        if start is None or start.repaint is None or keep is None:
-            return None
-        base = self._kept_tokens(start, name, width, height)
-        if base is None:
-            return None
-        channels = self.transformer.config.in_channels // (PATCH * PATCH)
-        mask = packed_repaint_mask(start.repaint, width, height, self.vae_scale_factor, channels)
-        return KeptPart(base, self._noise([keep], height, width), mask.to(self.device))
 
     def _progress(
         self, on_step: StepCallback | None, offset: int, total: int, height: int, width: int
@@ -361,12 +334,12 @@ class OmostFlux2Pipeline:
         # 3. starting latents
         init = None
         if start is not None and plan.image_start:
-            init = self._kept_tokens(start, BASE_PASS, width, height)
+            init = kept_tokens(self, start, BASE_PASS, width, height)
         elif params.sketch_strength is not None:
             # One encode per render: every image starts from the same sketch latent.
             sketch = canvas.process().initial_image
             init = self.encode_pixels(sketch_start_pixels(sketch, height, width))
-        noise = self._noise(plan.generators, height, width)
+        noise = self.noise(plan.generators, height, width)
 
         # 4. denoise
         latents = yield from self._run(
@@ -376,7 +349,7 @@ class OmostFlux2Pipeline:
             plan.strength,
             conditioning,
             self._progress(on_step, 0, plan.total, height, width),
-            self._keep(start, BASE_PASS, plan.keep, width, height),
+            kept_part(self, start, BASE_PASS, plan.keep, width, height),
         )
         passes = {BASE_PASS: latents}
 
@@ -393,12 +366,12 @@ class OmostFlux2Pipeline:
             )
             latents = yield from self._run(
                 init,
-                self._noise(plan.generators, height, width),
+                self.noise(plan.generators, height, width),
                 params.hires_steps,
                 params.hires_denoise,
                 conditioning,
                 self._progress(on_step, params.steps, plan.total, height, width),
-                self._keep(start, HIRES_PASS, plan.keep, width, height),
+                kept_part(self, start, HIRES_PASS, plan.keep, width, height),
             )
             passes[HIRES_PASS] = latents
 
