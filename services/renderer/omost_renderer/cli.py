@@ -33,12 +33,6 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
             "no model: set OMOST_RENDERER_MODEL to a hub id, a folder or a .safetensors file"
             " (or to `tiny` for the random-weight test pipeline), or OMOST_RENDERER_FACTORY"
         )
-    if settings.model == "tiny":
-        tiny = importlib.import_module("omost_renderer.pipelines.sdxl.tiny")
-        # Built in float32 on the CPU whatever the device settings say (they default to a GPU's);
-        # the speed options are for real models on a GPU, the text cache bound applies.
-        renderer = tiny.build_tiny_renderer(text_cache_bytes=settings.text_cache_mb * 2**20)
-        return cast(CanvasRenderer, renderer)
     # Imported here: torch and diffusers are heavy and the API process never needs them.
     import torch
 
@@ -53,10 +47,13 @@ def build_renderer(settings: Settings) -> CanvasRenderer:
         base_ratio=settings.base_ratio,
         image_attention=ImageAttention(settings.image_attention),
     )
+    # The random-weight ``tiny`` SDXL is a CPU model in float32 whatever the device settings say
+    # (they default to a GPU's); the tiny FLUX models follow the settings like real models.
+    tiny = settings.model == "tiny"
     return load_renderer(
         settings.model,
-        settings.device,
-        getattr(torch, settings.dtype),
+        "cpu" if tiny else settings.device,
+        torch.float32 if tiny else getattr(torch, settings.dtype),
         single_file_config=settings.single_file_config,
         schedule=schedule,
         speed=SpeedOptions(

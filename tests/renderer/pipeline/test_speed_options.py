@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers.models.attention_processor import FusedAttnProcessor2_0
+from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
 from omost_renderer.cli import build_renderer
 from omost_renderer.config import Settings
 from omost_renderer.pipelines.families import Family
@@ -134,6 +134,16 @@ def test_settings_reach_the_loaded_renderer() -> None:
     settings = Settings(model="tiny-flux", device="cpu", dtype="float32", fuse_qkv=True)
     renderer = build_renderer(settings)
     assert getattr(renderer, "transformer").transformer_blocks[0].attn.fused_projections  # noqa: B009
+
+
+def test_the_tiny_sdxl_takes_the_speed_options_on_the_cpu() -> None:
+    # Its device settings default to a GPU's; the tiny SDXL runs on the CPU in float32 anyway.
+    renderer = build_renderer(Settings(model="tiny", fuse_qkv=True, channels_last=True))
+    unet = getattr(renderer, "unet")  # noqa: B009
+    assert unet.device.type == "cpu"
+    assert unet.dtype == torch.float32
+    assert all(m.fused_projections for m in unet.modules() if isinstance(m, Attention))
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_text_cache_bound_is_bounded() -> None:
