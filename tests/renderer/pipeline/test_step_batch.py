@@ -187,6 +187,28 @@ def test_inference_mode_is_on_inside_each_resume_and_off_between() -> None:
     assert drive_alone(FakeRenderer(), in_inference_mode(render())) == 7
 
 
+def test_the_driver_runs_every_resume_of_a_render_in_inference_mode() -> None:
+    # The driver, not each family, owns the mode: a render given to StepBatch or render_alone
+    # runs its per-job work in it, and the driver's own code between steps does not.
+    seen: list[bool] = []
+    fake = FakeRenderer()
+
+    def render() -> RenderSteps:
+        for _ in range(2):
+            seen.append(torch.is_inference_mode_enabled())
+            yield DenoiseCall("a", 1, torch.zeros(1))
+        seen.append(torch.is_inference_mode_enabled())
+        return []
+
+    batch = StepBatch(fake, max_jobs=1)
+    assert batch.add("a", render()) is None
+    while len(batch):
+        assert not torch.is_inference_mode_enabled()
+        batch.step()
+    render_alone(fake, render())
+    assert seen == [True] * 6
+
+
 def test_a_family_that_returns_the_wrong_number_of_results_fails_the_call_not_the_loop() -> None:
     class Short(FakeRenderer):
         def denoise_batch(self, calls: Sequence[DenoiseCall]) -> list[torch.Tensor]:

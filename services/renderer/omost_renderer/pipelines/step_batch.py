@@ -106,7 +106,7 @@ def render_alone(renderer: BatchingRenderer, steps: RenderSteps) -> list[Rendere
     Returns:
         The render's images.
     """
-    return drive_alone(renderer, steps)
+    return drive_alone(renderer, in_inference_mode(steps))
 
 
 def in_inference_mode(
@@ -226,7 +226,7 @@ class StepBatch:
 
         Args:
             job_id: The job's id (unique among the held jobs).
-            steps: The job's render generator.
+            steps: The job's render generator; each of its resumes runs in inference mode.
 
         Returns:
             The outcome when the render ended before needing the model (a plain renderer, an
@@ -236,6 +236,7 @@ class StepBatch:
             raise RuntimeError("the batch is full")
         if job_id in self.job_ids:
             raise ValueError(f"job {job_id} is already in the batch")
+        steps = in_inference_mode(steps)
         try:
             call = next(steps)
         except StopIteration as done:

@@ -266,17 +266,8 @@ class OmostSDXLPipeline:
 
         The per-job work (text, start latents, the hires pass's decode and encode, the final
         decode) runs inside the generator; each step's UNet evaluation is yielded. Every resume
-        runs in inference mode.
+        runs in inference mode (the driver: ``StepBatch``, ``render_alone``).
         """
-        return in_inference_mode(self._render_steps(canvas, params, on_step, start))
-
-    def _render_steps(
-        self,
-        canvas: Canvas,
-        params: RenderParams,
-        on_step: StepCallback | None,
-        start: RenderStart | None,
-    ) -> RenderSteps:
         # 1. inputs
         self.check_inputs(params)
         plan = render_plan(params, start)
