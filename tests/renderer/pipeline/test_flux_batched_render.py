@@ -140,3 +140,9 @@ def test_without_regional_processors_only_equal_texts_share_a_step(
     params = RenderParams(width=64, height=64, steps=2, seed=1)
     keys = [next(stock.render_steps(c, params)).key for c in canvases.values()]
     assert len(set(keys)) == 3
+    # The same texts (another seed, another image count) do share a step.
+    again = params.model_copy(update={"seed": 2, "num_images": 2})
+    assert next(stock.render_steps(canvases["dragon"], again)).key == keys[0]
+    # With the regional processors the padding is hidden: the three texts share one step.
+    regional = build_tiny_flux()
+    assert len({next(regional.render_steps(c, params)).key for c in canvases.values()}) == 1
