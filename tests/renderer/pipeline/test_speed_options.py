@@ -125,6 +125,7 @@ def test_compile_reaches_every_repeated_block_without_compiling_yet(family: Fami
     apply_speed_options(denoiser, family, SpeedOptions(compile=True))
     kinds = set(denoiser._repeated_blocks)
     blocks = [m for m in denoiser.modules() if type(m).__name__ in kinds]
+    assert kinds
     assert {type(b).__name__ for b in blocks} == kinds
     assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
     assert getattr(denoiser, "_compiled_call_impl", None) is None
@@ -142,7 +143,9 @@ def test_the_tiny_sdxl_takes_the_speed_options_on_the_cpu() -> None:
     unet = getattr(renderer, "unet")  # noqa: B009
     assert unet.device.type == "cpu"
     assert unet.dtype == torch.float32
-    assert all(m.fused_projections for m in unet.modules() if isinstance(m, Attention))
+    attention = [m for m in unet.modules() if isinstance(m, Attention)]
+    assert attention
+    assert all(m.fused_projections for m in attention)
     assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
