@@ -231,12 +231,16 @@ def test_images_api_takes_model(
         _wait_models(client, 3)
         sdk = OpenAI(base_url=f"{client.base_url}/v1", api_key="unused", http_client=client)
         for model in ("tiny-flux", "tiny-flux2"):
+            before = set(redis_client.scan_iter(f"{constants.JOB_KEY_PREFIX}*"))
             result = sdk.images.generate(
                 model=model, prompt="a lighthouse", size="64x64", response_format="b64_json"
             )
             assert result.data is not None
             image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json or "")))
             assert image.size == (64, 64)
+            # The model reached the job: the worker of that model rendered it.
+            (job,) = set(redis_client.scan_iter(f"{constants.JOB_KEY_PREFIX}*")) - before
+            assert redis_client.hget(job, "worker") == WORKERS[model]
         asked = len(httpserver.log)
         with pytest.raises(BadRequestError, match="not served"):
             sdk.images.generate(model="dall-e-3", prompt="a lighthouse", size="64x64")
