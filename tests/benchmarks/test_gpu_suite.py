@@ -86,13 +86,25 @@ def test_a_failing_section_is_recorded_and_the_next_runs() -> None:
     assert [row.measure for row in suite.rows] == ["y"]
 
 
-def test_throughput_counts_every_job_once() -> None:
+def test_throughput_counts_every_job_once(monkeypatch: pytest.MonkeyPatch) -> None:
     renderer = build_tiny_renderer()
     params = gpu_models.SMOKE
     canvas = gpu_models.suite_canvas()
     render = RenderParams(width=params.sdxl_size[1], height=params.sdxl_size[0], steps=2)
+    seeds: list[int] = []
+    render_steps = renderer.render_steps
+
+    def recording(canvas: object, params: RenderParams, *args: object, **kw: object) -> object:
+        seeds.append(params.seed)
+        return render_steps(canvas, params, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(renderer, "render_steps", recording)
     together = throughput(renderer, canvas, render, 3, batched=True)
+    # Every job is rendered once, with its own seed.
+    first = [render.seed + i for i in range(3)]
+    assert seeds == first
     alone = throughput(renderer, canvas, render, 3, batched=False)
+    assert seeds == first * 2
     for result in (together, alone):
         assert result.jobs == 3
         assert 0 < result.p50_s <= result.p95_s
