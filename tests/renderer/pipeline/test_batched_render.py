@@ -200,6 +200,19 @@ def test_the_step_loop_reads_nothing_back_from_the_device(
 def test_the_guard_catches_a_host_read(tiny_renderer: OmostSDXLPipeline) -> None:
     with no_host_reads(), pytest.raises(AssertionError, match="item"):
         torch.ones(1).item()
+    # Every way of reading a value back, a branch on a tensor included.
+    one = torch.ones(1)
+    reads = {
+        "__float__": lambda: float(one),
+        "__bool__": lambda: 1 if one > 0 else 0,
+        "__int__": lambda: int(one),
+        "__index__": lambda: [0, 1][torch.tensor(1)],
+        "tolist": one.tolist,
+        "numpy": one.numpy,
+    }
+    for name, read in reads.items():
+        with no_host_reads(), pytest.raises(AssertionError, match=name):
+            read()
 
 
 def test_a_batch_pads_shorter_jobs_keys_and_hides_them(
